@@ -161,7 +161,8 @@ fn is_plain_safe(s: &str) -> bool {
         || s.ends_with(':')
         || s.contains(": ")
         || s.contains(" #")
-        || s.chars().any(|c| c.is_control() || c == '\u{feff}' || c == '\u{2028}' || c == '\u{2029}')
+        || s.chars()
+            .any(|c| c.is_control() || c == '\u{feff}' || c == '\u{2028}' || c == '\u{2029}')
     {
         return false;
     }
@@ -228,14 +229,19 @@ mod tests {
         let doc = json!({"data": {"script": "#!/bin/sh\necho hi\n\nexit 0\n", "noeol": "a\nb",
                                    "many": "a\n\n\n", "lead": " a\nb"}});
         let text = to_yaml_document(&doc);
-        assert!(text.contains("script: |\n    #!/bin/sh\n    echo hi\n\n    exit 0\n"), "{text}");
+        assert!(
+            text.contains("script: |\n    #!/bin/sh\n    echo hi\n\n    exit 0\n"),
+            "{text}"
+        );
         assert!(text.contains("noeol: |-\n    a\n    b\n"), "{text}");
         round_trip(&doc);
     }
 
     #[test]
     fn nested_lists_and_odd_keys_round_trip() {
-        round_trip(&json!({"x": [[1, 2], [], [{"a": null}]], "weird key: yes": {"80": true},
-                            "": "empty key", "unicode": "héllo ✓", "list": [{"k": [1]}]}));
+        round_trip(
+            &json!({"x": [[1, 2], [], [{"a": null}]], "weird key: yes": {"80": true},
+                            "": "empty key", "unicode": "héllo ✓", "list": [{"k": [1]}]}),
+        );
     }
 }

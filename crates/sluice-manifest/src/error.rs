@@ -27,7 +27,9 @@ pub enum Error {
         line: usize,
     },
     /// The document nests deeper than allowed.
-    #[error("YAML nests deeper than {limit} levels (line {line}); raise --max-yaml-depth if this is legitimate")]
+    #[error(
+        "YAML nests deeper than {limit} levels (line {line}); raise --max-yaml-depth if this is legitimate"
+    )]
     DepthLimit {
         /// The limit in levels.
         limit: usize,

@@ -130,7 +130,16 @@ impl Loader {
                             line,
                         });
                     }
-                    self.finish(Built { value, nodes, depth }, 0, false, &span)?;
+                    self.finish(
+                        Built {
+                            value,
+                            nodes,
+                            depth,
+                        },
+                        0,
+                        false,
+                        &span,
+                    )?;
                 }
                 Event::SequenceStart(anchor, _) => {
                     self.push(
@@ -174,12 +183,18 @@ impl Loader {
                         None => continue,
                     };
                     let (value, anchor, nodes, depth) = built;
-                    self.finish(Built { value, nodes, depth }, anchor, false, &span)?;
+                    self.finish(
+                        Built {
+                            value,
+                            nodes,
+                            depth,
+                        },
+                        anchor,
+                        false,
+                        &span,
+                    )?;
                 }
-                Event::StreamStart
-                | Event::StreamEnd
-                | Event::DocumentEnd
-                | Event::Nothing => {}
+                Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => {}
             }
         }
         Ok(self.docs)
@@ -316,14 +331,18 @@ mod tests {
         let docs = load("b: 1\na: [x, 'yes', yes]\n---\n---\nkind: X\n").expect("parse");
         assert_eq!(docs.len(), 3);
         assert_eq!(docs[0], json!({"b": 1, "a": ["x", "yes", true]}));
-        assert_eq!(docs[0].as_object().map(|m| m.keys().next().cloned()), Some(Some("b".into())));
+        assert_eq!(
+            docs[0].as_object().map(|m| m.keys().next().cloned()),
+            Some(Some("b".into()))
+        );
         assert_eq!(docs[1], Value::Null);
         assert_eq!(docs[2], json!({"kind": "X"}));
     }
 
     #[test]
     fn anchors_aliases_and_merge_keys() {
-        let docs = load("base: &b {x: 1, y: 2}\nuse: *b\nmerged:\n  <<: *b\n  y: 3\n").expect("parse");
+        let docs =
+            load("base: &b {x: 1, y: 2}\nuse: *b\nmerged:\n  <<: *b\n  y: 3\n").expect("parse");
         assert_eq!(docs[0]["use"], json!({"x": 1, "y": 2}));
         assert_eq!(docs[0]["merged"], json!({"x": 1, "y": 3}));
     }
@@ -337,7 +356,10 @@ mod tests {
             prev = name;
         }
         let err = load(&text).expect_err("bomb");
-        assert!(matches!(err, Error::AliasLimit { limit: 10_000, .. }), "{err}");
+        assert!(
+            matches!(err, Error::AliasLimit { limit: 10_000, .. }),
+            "{err}"
+        );
     }
 
     #[test]
@@ -345,7 +367,9 @@ mod tests {
         let flow = format!("{}{}", "[".repeat(500), "]".repeat(500));
         let err = load(&flow).expect_err("deep");
         assert!(matches!(err, Error::DepthLimit { limit: 100, .. }), "{err}");
-        let block: String = (0..150).map(|i| format!("{}k:\n", " ".repeat(i * 2))).collect();
+        let block: String = (0..150)
+            .map(|i| format!("{}k:\n", " ".repeat(i * 2)))
+            .collect();
         let err = load(&block).expect_err("deep");
         assert!(matches!(err, Error::DepthLimit { limit: 100, .. }), "{err}");
         let shallow = format!("{}{}", "[".repeat(50), "]".repeat(50));
@@ -355,7 +379,13 @@ mod tests {
     #[test]
     fn duplicate_keys_are_rejected_with_the_line() {
         let err = load("a: 1\nb: 2\na: 3\n").expect_err("dup");
-        assert_eq!(err, Error::DuplicateKey { key: "a".into(), line: 3 });
+        assert_eq!(
+            err,
+            Error::DuplicateKey {
+                key: "a".into(),
+                line: 3
+            }
+        );
     }
 
     #[test]

@@ -45,7 +45,8 @@ fn resolve_int(text: &str) -> Option<Number> {
     if digits.is_empty() {
         return None;
     }
-    let (radix, body) = if let Some(rest) = digits.strip_prefix("0x").or(digits.strip_prefix("0X")) {
+    let (radix, body) = if let Some(rest) = digits.strip_prefix("0x").or(digits.strip_prefix("0X"))
+    {
         (16, rest)
     } else if let Some(rest) = digits.strip_prefix("0o").or(digits.strip_prefix("0O")) {
         (8, rest)
@@ -61,9 +62,10 @@ fn resolve_int(text: &str) -> Option<Number> {
     }
     let magnitude = u64::from_str_radix(body, radix).ok()?;
     if negative {
-        let value = i64::try_from(magnitude).ok().map(|m| -m).or_else(|| {
-            (magnitude == i64::MIN.unsigned_abs()).then_some(i64::MIN)
-        })?;
+        let value = i64::try_from(magnitude)
+            .ok()
+            .map(|m| -m)
+            .or_else(|| (magnitude == i64::MIN.unsigned_abs()).then_some(i64::MIN))?;
         Some(Number::from(value))
     } else {
         Some(Number::from(magnitude))

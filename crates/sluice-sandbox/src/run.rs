@@ -176,7 +176,9 @@ impl Sandbox {
             };
             grants.read.push(program.clone());
             grants.read.extend(cmd.read_paths.iter().cloned());
-            grants.read.extend(self.policy.extra_read_paths.iter().cloned());
+            grants
+                .read
+                .extend(self.policy.extra_read_paths.iter().cloned());
             grants.write.push(cmd.scratch.clone());
             confinement.ruleset = Some(confine::landlock_ruleset(&grants)?);
             confinement.seccomp = Some(confine::no_network_filter()?);
@@ -314,4 +316,3 @@ fn kill_group(pid: libc::pid_t) {
         libc::kill(-pid, libc::SIGKILL);
     }
 }
-

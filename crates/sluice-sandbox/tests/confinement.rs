@@ -44,7 +44,12 @@ fn sandbox() -> Sandbox {
 fn tool_reads_its_source_tree() {
     let d = dirs();
     let out = sandbox()
-        .run(&command("/bin/cat", &["input.yaml"], d.tree.path(), d.scratch.path()))
+        .run(&command(
+            "/bin/cat",
+            &["input.yaml"],
+            d.tree.path(),
+            d.scratch.path(),
+        ))
         .expect("run");
     assert!(out.status.success(), "{}", out.failure_reason());
     assert!(out.confined);
@@ -55,10 +60,19 @@ fn tool_reads_its_source_tree() {
 fn tool_cannot_read_etc_passwd() {
     let d = dirs();
     let out = sandbox()
-        .run(&command("/bin/cat", &["/etc/passwd"], d.tree.path(), d.scratch.path()))
+        .run(&command(
+            "/bin/cat",
+            &["/etc/passwd"],
+            d.tree.path(),
+            d.scratch.path(),
+        ))
         .expect("run");
     assert!(!out.status.success());
-    assert!(out.stdout.is_empty(), "leaked: {:?}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.stdout.is_empty(),
+        "leaked: {:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert!(out.stderr.contains("Permission denied"), "{}", out.stderr);
 }
 
@@ -70,7 +84,12 @@ fn tool_cannot_open_a_tcp_connection() {
     let d = dirs();
     let script = format!("exec 3<>/dev/tcp/127.0.0.1/{port} && echo connected");
     let out = sandbox()
-        .run(&command("/bin/bash", &["-c", &script], d.tree.path(), d.scratch.path()))
+        .run(&command(
+            "/bin/bash",
+            &["-c", &script],
+            d.tree.path(),
+            d.scratch.path(),
+        ))
         .expect("run");
     assert!(!out.status.success(), "connected from inside the sandbox");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("connected"));
@@ -99,14 +118,28 @@ fn tool_writes_only_to_scratch() {
     let tree = d.tree.path();
     let scratch = d.scratch.path();
     let into_tree = sb
-        .run(&command("/bin/bash", &["-c", "echo x > planted.yaml"], tree, scratch))
+        .run(&command(
+            "/bin/bash",
+            &["-c", "echo x > planted.yaml"],
+            tree,
+            scratch,
+        ))
         .expect("run");
     assert!(!into_tree.status.success());
     assert!(!tree.join("planted.yaml").exists());
     let into_scratch = sb
-        .run(&command("/bin/bash", &["-c", "echo x > \"$HOME/ok\""], tree, scratch))
+        .run(&command(
+            "/bin/bash",
+            &["-c", "echo x > \"$HOME/ok\""],
+            tree,
+            scratch,
+        ))
         .expect("run");
-    assert!(into_scratch.status.success(), "{}", into_scratch.failure_reason());
+    assert!(
+        into_scratch.status.success(),
+        "{}",
+        into_scratch.failure_reason()
+    );
     assert!(scratch.join("ok").exists());
 }
 
@@ -114,7 +147,12 @@ fn tool_writes_only_to_scratch() {
 fn environment_is_scrubbed() {
     let d = dirs();
     let out = sandbox()
-        .run(&command("/usr/bin/env", &[], d.tree.path(), d.scratch.path()))
+        .run(&command(
+            "/usr/bin/env",
+            &[],
+            d.tree.path(),
+            d.scratch.path(),
+        ))
         .expect("run");
     let env = String::from_utf8_lossy(&out.stdout);
     let names: Vec<&str> = env.lines().filter_map(|l| l.split('=').next()).collect();
@@ -128,7 +166,12 @@ fn environment_is_scrubbed() {
 fn rlimits_are_applied() {
     let d = dirs();
     let out = sandbox()
-        .run(&command("/bin/bash", &["-c", "ulimit -n; ulimit -c"], d.tree.path(), d.scratch.path()))
+        .run(&command(
+            "/bin/bash",
+            &["-c", "ulimit -n; ulimit -c"],
+            d.tree.path(),
+            d.scratch.path(),
+        ))
         .expect("run");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "1024\n0\n");
 }
@@ -142,7 +185,12 @@ fn slow_tool_is_killed_at_the_timeout() {
     });
     let started = Instant::now();
     let err = sb
-        .run(&command("/bin/sleep", &["30"], d.tree.path(), d.scratch.path()))
+        .run(&command(
+            "/bin/sleep",
+            &["30"],
+            d.tree.path(),
+            d.scratch.path(),
+        ))
         .expect_err("must time out");
     assert!(matches!(err, Error::Timeout { .. }), "{err}");
     assert!(started.elapsed() < Duration::from_secs(5));
@@ -156,16 +204,29 @@ fn endless_output_is_cut_off() {
         ..SandboxPolicy::default()
     });
     let err = sb
-        .run(&command("/usr/bin/yes", &[], d.tree.path(), d.scratch.path()))
+        .run(&command(
+            "/usr/bin/yes",
+            &[],
+            d.tree.path(),
+            d.scratch.path(),
+        ))
         .expect_err("must be cut");
-    assert!(matches!(err, Error::OutputTooLarge { limit, .. } if limit == 1 << 20), "{err}");
+    assert!(
+        matches!(err, Error::OutputTooLarge { limit, .. } if limit == 1 << 20),
+        "{err}"
+    );
 }
 
 #[test]
 fn missing_tool_is_a_clear_error() {
     let d = dirs();
     let err = sandbox()
-        .run(&command("/nonexistent/kustomize", &[], d.tree.path(), d.scratch.path()))
+        .run(&command(
+            "/nonexistent/kustomize",
+            &[],
+            d.tree.path(),
+            d.scratch.path(),
+        ))
         .expect_err("missing");
     assert!(err.to_string().contains("/nonexistent/kustomize"), "{err}");
 }

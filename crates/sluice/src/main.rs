@@ -1,1 +1,5 @@
-fn main() {}
+//! The `sluice` binary: parse arguments, run, map errors to an exit code.
+
+fn main() -> std::process::ExitCode {
+    sluice::main()
+}

@@ -167,12 +167,11 @@ fn is_plain_safe(s: &str) -> bool {
         return false;
     }
     // Anything a resolver could read as a number, date or special float stays quoted.
-    if first.is_ascii_digit() || first == '.' || first == '+' {
-        if s.chars()
+    if (first.is_ascii_digit() || first == '.' || first == '+')
+        && s.chars()
             .all(|c| c.is_ascii_hexdigit() || "xXoObB._:+-TtZz ".contains(c))
-        {
-            return false;
-        }
+    {
+        return false;
     }
     matches!(resolve_plain(s), Value::String(_))
 }

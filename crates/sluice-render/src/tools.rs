@@ -2,9 +2,9 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use sha2::{Digest, Sha256};
+use sluice_sandbox::{Sandbox, ToolCommand};
 
 /// Finds the first of `names` on `PATH`, unless `configured` names the binary.
 pub(crate) fn find(configured: Option<&Path>, names: &[&str]) -> Result<PathBuf, String> {
@@ -28,7 +28,9 @@ pub(crate) fn find(configured: Option<&Path>, names: &[&str]) -> Result<PathBuf,
 }
 
 /// The tool's version string, from `args`, cached under `cache_dir` by binary identity.
-pub(crate) fn version(tool: &Path, args: &[&str], cache_dir: &Path) -> String {
+/// The probe runs in the sandbox like any other tool run: a binary is never trusted just
+/// because an operator named it.
+pub(crate) fn version(tool: &Path, args: &[&str], cache_dir: &Path, sandbox: &Sandbox) -> String {
     let identity = std::fs::metadata(tool)
         .map(|m| {
             format!(
@@ -45,12 +47,17 @@ pub(crate) fn version(tool: &Path, args: &[&str], cache_dir: &Path) -> String {
     if let Ok(v) = std::fs::read_to_string(&cached) {
         return v;
     }
-    let output = Command::new(tool)
-        .args(args)
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .stdin(Stdio::null())
-        .output();
+    let Ok(scratch) = tempfile::tempdir() else {
+        return "unknown".to_owned();
+    };
+    let output = sandbox.run(&ToolCommand {
+        program: tool.to_path_buf(),
+        args: args.iter().map(Into::into).collect(),
+        cwd: scratch.path().to_path_buf(),
+        read_paths: Vec::new(),
+        scratch: scratch.path().to_path_buf(),
+        env: Vec::new(),
+    });
     let version = match output {
         Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout)
             .lines()
@@ -58,7 +65,7 @@ pub(crate) fn version(tool: &Path, args: &[&str], cache_dir: &Path) -> String {
             .filter(|l| !l.is_empty())
             .collect::<Vec<_>>()
             .join("; "),
-        _ => "unknown".to_owned(),
+        _ => return "unknown".to_owned(),
     };
     if let Some(parent) = cached.parent() {
         if std::fs::create_dir_all(parent).is_ok() {

@@ -39,7 +39,12 @@ pub(super) fn render(ctx: &mut Context<'_>) -> Result<(Vec<Value>, ToolInfo)> {
             flag: "--helm-tool",
         }
     })?;
-    let version = tools::version(&tool, &["version", "--short"], &ctx.request.fetch.cache_dir);
+    let version = tools::version(
+        &tool,
+        &["version", "--short"],
+        &ctx.request.fetch.cache_dir,
+        &ctx.sandbox,
+    );
     let scratch = tempfile::tempdir().map_err(Error::io(std::env::temp_dir()))?;
     let mut args: Vec<String> = vec![
         "template".into(),

@@ -42,7 +42,7 @@ pub(super) fn render(ctx: &mut Context<'_>) -> Result<(Vec<Value>, ToolInfo)> {
     };
     args.push(ctx.dir.display().to_string());
     let cache_dir = &ctx.request.fetch.cache_dir;
-    let version = tools::version(&tool, version_args, cache_dir);
+    let version = tools::version(&tool, version_args, cache_dir, &ctx.sandbox);
     let scratch = tempfile::tempdir().map_err(Error::io(std::env::temp_dir()))?;
     let output = ctx.sandbox.run(&ToolCommand {
         program: tool.clone(),

@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use serde_json::Value;
 
-use crate::scalar::resolve_plain;
+use crate::scalar::resolves_to_non_string;
 
 /// Appends `docs` to `out` as a YAML stream, each document introduced by `---`.
 pub fn write_yaml_stream<'a>(docs: impl IntoIterator<Item = &'a Value>, out: &mut String) {
@@ -173,7 +173,7 @@ fn is_plain_safe(s: &str) -> bool {
     {
         return false;
     }
-    matches!(resolve_plain(s), Value::String(_))
+    !resolves_to_non_string(s)
 }
 
 /// Whether `s` reads back unchanged from a `|` literal block at any indentation.

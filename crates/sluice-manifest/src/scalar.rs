@@ -11,6 +11,17 @@ const FALSES: [&str; 11] = [
     "n", "N", "no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF",
 ];
 
+/// Whether an untagged plain scalar would resolve to something other than a string
+/// (the emitter's hot path: no allocation for ordinary text).
+pub(crate) fn resolves_to_non_string(text: &str) -> bool {
+    if NULLS.contains(&text) || TRUES.contains(&text) || FALSES.contains(&text) {
+        return true;
+    }
+    let first = text.as_bytes()[0];
+    (first.is_ascii_digit() || matches!(first, b'+' | b'-' | b'.'))
+        && (resolve_int(text).is_some() || resolve_float(text).is_some())
+}
+
 /// Resolves an untagged plain scalar to null, bool, integer, float or string.
 pub fn resolve_plain(text: &str) -> Value {
     if NULLS.contains(&text) {

@@ -64,6 +64,10 @@ pub fn run(args: BuildArgs, logging: &LoggingArgs) -> anyhow::Result<()> {
         stdout.write_all(output.as_bytes())?;
     }
     stdout.flush()?;
+    // The process ends right after this: freeing thousands of small allocations one by one
+    // would cost a measurable share of a large render (see docs/benchmarks.md).
+    std::mem::forget(rendered);
+    std::mem::forget(output);
     Ok(())
 }
 

@@ -2,7 +2,6 @@
 //! and every values file is inside the source tree.
 
 use serde_json::Value;
-use sluice_sandbox::ToolCommand;
 
 use crate::request::{Context, ToolInfo};
 use crate::{Error, Result, tools, tree};
@@ -45,7 +44,6 @@ pub(super) fn render(ctx: &mut Context<'_>) -> Result<(Vec<Value>, ToolInfo)> {
         &ctx.request.fetch.cache_dir,
         &ctx.sandbox,
     );
-    let scratch = tempfile::tempdir().map_err(Error::io(std::env::temp_dir()))?;
     let mut args: Vec<String> = vec![
         "template".into(),
         options.release_name.clone(),
@@ -58,33 +56,18 @@ pub(super) fn render(ctx: &mut Context<'_>) -> Result<(Vec<Value>, ToolInfo)> {
         args.push("--values".into());
         args.push(path.display().to_string());
     }
-    let s = scratch.path();
-    let env = [
-        ("HELM_CACHE_HOME", s.join("cache")),
-        ("HELM_CONFIG_HOME", s.join("config")),
-        ("HELM_DATA_HOME", s.join("data")),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.into(), v.into_os_string()))
-    .collect();
-    let output = ctx.sandbox.run(&ToolCommand {
-        program: tool.clone(),
-        args: args.into_iter().map(Into::into).collect(),
-        cwd: ctx.dir.to_path_buf(),
-        read_paths: vec![ctx.root.to_path_buf()],
-        scratch: s.to_path_buf(),
-        env,
-    })?;
-    if !output.status.success() {
-        return Err(Error::ToolFailed {
-            tool: "helm template".into(),
-            path: tree::shown(ctx.root, ctx.dir),
-            reason: output
-                .failure_reason()
-                .replace(&ctx.root.display().to_string(), "<source>"),
-        });
-    }
-    let objects = super::objects_from_output(ctx, "helm template", &output.stdout)?;
+    // Helm's own state goes to scratch: nothing from the operator's home is read.
+    let env = |scratch: &std::path::Path| {
+        [
+            ("HELM_CACHE_HOME", "cache"),
+            ("HELM_CONFIG_HOME", "config"),
+            ("HELM_DATA_HOME", "data"),
+        ]
+        .into_iter()
+        .map(|(k, sub)| (k.into(), scratch.join(sub).into_os_string()))
+        .collect()
+    };
+    let objects = super::run_tool(ctx, "helm template", &tool, args, env)?;
     Ok((
         objects,
         ToolInfo {

@@ -5,7 +5,6 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use sluice_sandbox::ToolCommand;
 
 use crate::request::{Context, ToolInfo};
 use crate::{Error, Result, tools, tree};
@@ -43,30 +42,12 @@ pub(super) fn render(ctx: &mut Context<'_>) -> Result<(Vec<Value>, ToolInfo)> {
     args.push(ctx.dir.display().to_string());
     let cache_dir = &ctx.request.fetch.cache_dir;
     let version = tools::version(&tool, version_args, cache_dir, &ctx.sandbox);
-    let scratch = tempfile::tempdir().map_err(Error::io(std::env::temp_dir()))?;
-    let output = ctx.sandbox.run(&ToolCommand {
-        program: tool.clone(),
-        args: args.into_iter().map(Into::into).collect(),
-        cwd: ctx.dir.to_path_buf(),
-        read_paths: vec![ctx.root.to_path_buf()],
-        scratch: scratch.path().to_path_buf(),
-        env: Vec::new(),
-    })?;
     let name = if is_kubectl {
         "kubectl kustomize"
     } else {
         "kustomize"
     };
-    if !output.status.success() {
-        return Err(Error::ToolFailed {
-            tool: name.into(),
-            path: tree::shown(ctx.root, ctx.dir),
-            reason: output
-                .failure_reason()
-                .replace(&ctx.root.display().to_string(), "<source>"),
-        });
-    }
-    let objects = super::objects_from_output(ctx, name, &output.stdout)?;
+    let objects = super::run_tool(ctx, name, &tool, args, |_| Vec::new())?;
     Ok((
         objects,
         ToolInfo {

@@ -88,12 +88,39 @@ pub(crate) fn run(engine: Engine, ctx: &mut Context<'_>) -> Result<(Vec<Value>, 
     }
 }
 
-/// Parses a tool's YAML output into objects, within the render limits.
-pub(crate) fn objects_from_output(
+/// Runs a rendering tool in the sandbox over the source tree (cwd: the render directory,
+/// scratch as the only writable place) and parses its YAML output into objects.
+/// `env` is built from the scratch directory.
+pub(crate) fn run_tool(
     ctx: &Context<'_>,
-    tool: &str,
-    stdout: &[u8],
+    name: &str,
+    program: &Path,
+    args: Vec<String>,
+    env: impl FnOnce(&Path) -> Vec<(std::ffi::OsString, std::ffi::OsString)>,
 ) -> Result<Vec<Value>> {
+    let scratch = tempfile::tempdir().map_err(Error::io(std::env::temp_dir()))?;
+    let output = ctx.sandbox.run(&sluice_sandbox::ToolCommand {
+        program: program.to_path_buf(),
+        args: args.into_iter().map(Into::into).collect(),
+        cwd: ctx.dir.to_path_buf(),
+        read_paths: vec![ctx.root.to_path_buf()],
+        scratch: scratch.path().to_path_buf(),
+        env: env(scratch.path()),
+    })?;
+    if !output.status.success() {
+        return Err(Error::ToolFailed {
+            tool: name.into(),
+            path: crate::tree::shown(ctx.root, ctx.dir),
+            reason: output
+                .failure_reason()
+                .replace(&ctx.root.display().to_string(), "<source>"),
+        });
+    }
+    objects_from_output(ctx, name, &output.stdout)
+}
+
+/// Parses a tool's YAML output into objects, within the render limits.
+fn objects_from_output(ctx: &Context<'_>, tool: &str, stdout: &[u8]) -> Result<Vec<Value>> {
     let limits = &ctx.request.limits;
     if stdout.len() as u64 > limits.max_manifest_bytes {
         return Err(Error::TooLarge {

@@ -146,7 +146,13 @@ fn write_quoted(s: &str, out: &mut String) {
 }
 
 fn pad(indent: usize, out: &mut String) {
-    out.extend(std::iter::repeat_n(' ', indent));
+    const SPACES: &str = "                                                                ";
+    let mut left = indent;
+    while left > 0 {
+        let n = left.min(SPACES.len());
+        out.push_str(&SPACES[..n]);
+        left -= n;
+    }
 }
 
 /// Whether `s` can be written unquoted and read back as the same string by YAML 1.1 and 1.2
@@ -159,9 +165,22 @@ fn is_plain_safe(s: &str) -> bool {
         || s.ends_with(char::is_whitespace)
         || "-?:,[]{}#&*!|>'\"%@`=<".contains(first)
         || s.ends_with(':')
-        || s.contains(": ")
-        || s.contains(" #")
-        || s.chars()
+    {
+        return false;
+    }
+    // One pass over the bytes (this runs for every scalar written): `: ` and ` #` would be
+    // read as structure, control characters cannot appear unquoted.
+    let mut prev = 0u8;
+    let mut non_ascii = false;
+    for &b in s.as_bytes() {
+        if b < 0x20 || b == 0x7f || (b == b' ' && prev == b':') || (b == b'#' && prev == b' ') {
+            return false;
+        }
+        non_ascii |= b >= 0x80;
+        prev = b;
+    }
+    if non_ascii
+        && s.chars()
             .any(|c| c.is_control() || c == '\u{feff}' || c == '\u{2028}' || c == '\u{2029}')
     {
         return false;

@@ -6,6 +6,7 @@
 
 mod emit;
 mod error;
+mod fast;
 mod load;
 mod scalar;
 

@@ -11,10 +11,22 @@ const FALSES: [&str; 11] = [
     "n", "N", "no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF",
 ];
 
+/// A cheap filter before the keyword tables: every null and boolean spelling is at most five
+/// bytes and starts with one of these letters.
+fn may_be_keyword(text: &str) -> bool {
+    text.len() <= 5
+        && matches!(
+            text.as_bytes().first(),
+            None | Some(b'~' | b'n' | b'N' | b'y' | b'Y' | b't' | b'T' | b'f' | b'F' | b'o' | b'O')
+        )
+}
+
 /// Whether an untagged plain scalar would resolve to something other than a string
 /// (the emitter's hot path: no allocation for ordinary text).
 pub(crate) fn resolves_to_non_string(text: &str) -> bool {
-    if NULLS.contains(&text) || TRUES.contains(&text) || FALSES.contains(&text) {
+    if may_be_keyword(text)
+        && (NULLS.contains(&text) || TRUES.contains(&text) || FALSES.contains(&text))
+    {
         return true;
     }
     let first = text.as_bytes()[0];
@@ -24,14 +36,16 @@ pub(crate) fn resolves_to_non_string(text: &str) -> bool {
 
 /// Resolves an untagged plain scalar to null, bool, integer, float or string.
 pub fn resolve_plain(text: &str) -> Value {
-    if NULLS.contains(&text) {
-        return Value::Null;
-    }
-    if TRUES.contains(&text) {
-        return Value::Bool(true);
-    }
-    if FALSES.contains(&text) {
-        return Value::Bool(false);
+    if may_be_keyword(text) {
+        if NULLS.contains(&text) {
+            return Value::Null;
+        }
+        if TRUES.contains(&text) {
+            return Value::Bool(true);
+        }
+        if FALSES.contains(&text) {
+            return Value::Bool(false);
+        }
     }
     let first = text.as_bytes()[0];
     if !(first.is_ascii_digit() || matches!(first, b'+' | b'-' | b'.')) {

@@ -40,7 +40,7 @@ struct Parser<'a> {
 
 /// Parses `text` if it stays inside the subset; `None` means "use the full parser".
 pub(crate) fn parse(text: &str, max_depth: usize) -> Option<Vec<Value>> {
-    if text.contains('\r') || text.starts_with('\u{feff}') {
+    if !all_printable(text) {
         return None;
     }
     let mut lines = Vec::with_capacity(text.len() / 24);
@@ -292,6 +292,26 @@ impl<'a> Parser<'a> {
         }
         Some(Value::String(text))
     }
+}
+
+/// Whether `text` holds only characters YAML allows anywhere (besides tab and newline), so
+/// the fast path never accepts what the full parser would reject.
+fn all_printable(text: &str) -> bool {
+    let mut non_ascii = false;
+    for &b in text.as_bytes() {
+        if (b < 0x20 && b != b'\t' && b != b'\n') || b == 0x7f {
+            return false;
+        }
+        non_ascii |= b >= 0x80;
+    }
+    !non_ascii
+        || !text.chars().any(|c| {
+            matches!(
+                c,
+                '\u{80}'
+                    ..='\u{9f}' | '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}'
+            )
+        })
 }
 
 /// `- x` or a lone `-`.
@@ -708,6 +728,17 @@ data:
             "k: - \n",
             "- \n- a\n",
             "a:\n  - b\n  c: d\n",
+            "a: x\u{1}y\n",
+            "a: x\u{85}y\n",
+            "a: x\u{2028}y\n",
+            "a: x\u{7f}y\n",
+            "a: x\u{feff}y\n",
+            "a: 'x\u{1}y'\n",
+            "a: \"x\u{1}y\"\n",
+            "a\u{1}: y\n",
+            "a: [x\u{1}]\n",
+            "a: |\n  x\u{1}\n",
+            "a: \"\\u0001\"\n",
         ] {
             agree(text);
         }
@@ -724,7 +755,11 @@ data:
             seed ^= seed << 17;
             (seed % n as u64) as usize
         };
-        const SCALARS: [&str; 40] = [
+        const SCALARS: [&str; 44] = [
+            "c\u{1}",
+            "b\u{feff}",
+            "n\u{85}",
+            "x: y #z",
             "x",
             "yes",
             "no",

@@ -14,6 +14,7 @@ mod tools;
 mod tree;
 
 pub use engine::Engine;
+pub use engine::jsonnet::{EVAL_SUBCOMMAND, eval_child_main};
 pub use error::{Error, Result};
 pub use limits::RenderLimits;
 pub use objects::{Summary, summarize};

@@ -69,6 +69,9 @@ pub struct ToolPaths {
     pub kustomize: Option<PathBuf>,
     /// `helm`.
     pub helm: Option<PathBuf>,
+    /// The `sluice` binary, to evaluate Jsonnet in a sandboxed, killable child process
+    /// (`None`: evaluate on a thread in this process).
+    pub jsonnet_evaluator: Option<PathBuf>,
 }
 
 /// One render: a source, where in it, how, and within which limits.

@@ -57,6 +57,7 @@ pub(crate) fn version(tool: &Path, args: &[&str], cache_dir: &Path, sandbox: &Sa
         read_paths: Vec::new(),
         scratch: scratch.path().to_path_buf(),
         env: Vec::new(),
+        stdin: None,
     });
     let version = match output {
         Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout)

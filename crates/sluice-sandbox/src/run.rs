@@ -83,6 +83,8 @@ pub struct ToolCommand {
     pub scratch: PathBuf,
     /// Extra environment variables (the environment is otherwise empty).
     pub env: Vec<(OsString, OsString)>,
+    /// Bytes written to the tool's stdin (otherwise stdin is `/dev/null`).
+    pub stdin: Option<Vec<u8>>,
 }
 
 /// What a finished tool produced.
@@ -194,7 +196,11 @@ impl Sandbox {
             .env("TMPDIR", &cmd.scratch)
             .env("LANG", "C.UTF-8")
             .envs(cmd.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
+            .stdin(if cmd.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
@@ -209,6 +215,13 @@ impl Sandbox {
         };
         let mut child = command.spawn().map_err(spawn_error)?;
         let pid = child.id() as libc::pid_t;
+        if let (Some(mut pipe), Some(input)) = (child.stdin.take(), cmd.stdin.clone()) {
+            // A thread, so a tool that does not read its input cannot block us.
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let _ = pipe.write_all(&input);
+            });
+        }
         let killed_for_output = Arc::new(AtomicBool::new(false));
 
         let stdout = child.stdout.take().map(|pipe| {

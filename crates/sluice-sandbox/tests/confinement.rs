@@ -14,6 +14,7 @@ fn command(program: &str, args: &[&str], tree: &Path, scratch: &Path) -> ToolCom
         read_paths: vec![tree.to_path_buf()],
         scratch: scratch.to_path_buf(),
         env: Vec::new(),
+        stdin: None,
     }
 }
 
@@ -229,4 +230,13 @@ fn missing_tool_is_a_clear_error() {
         ))
         .expect_err("missing");
     assert!(err.to_string().contains("/nonexistent/kustomize"), "{err}");
+}
+
+#[test]
+fn stdin_reaches_the_tool() {
+    let d = dirs();
+    let mut cmd = command("/bin/cat", &[], d.tree.path(), d.scratch.path());
+    cmd.stdin = Some(b"piped input".to_vec());
+    let out = sandbox().run(&cmd).expect("run");
+    assert_eq!(out.stdout, b"piped input");
 }

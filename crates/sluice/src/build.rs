@@ -134,6 +134,8 @@ fn request(args: &BuildArgs, logging: &LoggingArgs) -> anyhow::Result<RenderRequ
     request.tools = ToolPaths {
         kustomize: args.tools.kustomize_tool.clone(),
         helm: args.tools.helm_tool.clone(),
+        // Jsonnet runs in a sandboxed child of this same binary, so it can be killed.
+        jsonnet_evaluator: std::env::current_exe().ok(),
     };
     request.fetch = FetchOptions {
         credentials: credentials(&args.credentials)?,

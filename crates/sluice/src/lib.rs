@@ -13,6 +13,13 @@ pub use cli::Cli;
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
+    // The sandboxed Jsonnet evaluator is this binary too; it speaks JSON on stdin/stdout.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == sluice_render::EVAL_SUBCOMMAND)
+    {
+        return ExitCode::from(u8::try_from(sluice_render::eval_child_main()).unwrap_or(1));
+    }
     let cli = Cli::parse();
     logging::init(&cli.logging);
     match run(cli) {

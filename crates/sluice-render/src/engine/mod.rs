@@ -1,7 +1,7 @@
 //! The rendering engines and their detection.
 
 mod helm;
-mod jsonnet;
+pub(crate) mod jsonnet;
 mod kustomize;
 mod plain;
 
@@ -106,6 +106,7 @@ pub(crate) fn run_tool(
         read_paths: vec![ctx.root.to_path_buf()],
         scratch: scratch.path().to_path_buf(),
         env: env(scratch.path()),
+        stdin: None,
     })?;
     if !output.status.success() {
         return Err(Error::ToolFailed {

@@ -159,6 +159,18 @@ pub(crate) struct Context<'a> {
     pub request: &'a RenderRequest,
     pub sandbox: Sandbox,
     pub diagnostics: Vec<Diagnostic>,
+    /// The tree was extracted by sluice (no link leaves it); skip the symlink walk.
+    pub links_vetted: bool,
+}
+
+impl Context<'_> {
+    /// Fails on a symlink below `dir` that leaves the source tree (local trees only).
+    pub fn check_symlinks(&self, dir: &Path) -> Result<()> {
+        if self.links_vetted {
+            return Ok(());
+        }
+        tree::check_symlinks(self.root, dir)
+    }
 }
 
 /// Fetches the source, picks the engine and renders.
@@ -198,6 +210,7 @@ pub fn render(request: &RenderRequest) -> Result<Rendered> {
         request,
         sandbox: Sandbox::new(request.sandbox.clone()),
         diagnostics: Vec::new(),
+        links_vetted: fetched.links_vetted,
     };
     let (objects, tool) = engine::run(engine, &mut ctx)?;
     Ok(Rendered {

@@ -70,6 +70,9 @@ pub struct FetchedSource {
     pub revision: String,
     /// Whether the tree came from the cache without any download.
     pub from_cache: bool,
+    /// Whether sluice extracted the tree itself, so no link in it leaves it (Git and artifact
+    /// trees); a local directory is the user's and must be checked.
+    pub links_vetted: bool,
 }
 
 /// Resolves, pins and fetches `spec` (or finds it in the cache).
@@ -83,6 +86,7 @@ pub fn fetch(spec: &SourceSpec, opts: &FetchOptions) -> Result<FetchedSource> {
                 root: std::fs::canonicalize(path).map_err(Error::io(path))?,
                 revision: "local".into(),
                 from_cache: false,
+                links_vetted: false,
             })
         }
         SourceSpec::Git { url, reference } => {

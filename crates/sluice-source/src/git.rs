@@ -131,6 +131,7 @@ pub(crate) fn fetch_git(
             root: tree,
             revision,
             from_cache: true,
+            links_vetted: true,
         });
     }
     if let Some(p) = &opts.progress {
@@ -177,6 +178,7 @@ pub(crate) fn fetch_git(
         root,
         revision,
         from_cache: false,
+        links_vetted: true,
     })
 }
 

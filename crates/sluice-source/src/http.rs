@@ -36,6 +36,7 @@ pub(crate) fn fetch_artifact(
             root: tree,
             revision,
             from_cache: true,
+            links_vetted: true,
         });
     }
     if lower.starts_with("http://") && opts.credentials.authorization().is_some() {
@@ -72,6 +73,7 @@ pub(crate) fn fetch_artifact(
         root,
         revision,
         from_cache: false,
+        links_vetted: true,
     })
 }
 

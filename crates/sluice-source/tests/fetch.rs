@@ -488,3 +488,18 @@ fn bad_digest_strings_are_refused() {
     assert!("sha256:xyz".parse::<Digest>().is_err());
     assert!("md5:abcd".parse::<Digest>().is_err());
 }
+
+#[test]
+fn git_tree_with_a_symlink_out_of_the_repository_is_refused() {
+    let (repo, _, _) = repo_with_two_commits();
+    std::os::unix::fs::symlink("/etc/passwd", repo.path().join("passwd.yaml")).expect("symlink");
+    git(repo.path(), &["add", "."]);
+    git(repo.path(), &["commit", "-qm", "evil"]);
+    let cache = tempfile::tempdir().expect("cache");
+    let spec = SourceSpec::Git {
+        url: repo.path().display().to_string(),
+        reference: Some("main".into()),
+    };
+    let err = fetch(&spec, &FetchOptions::new(cache.path())).expect_err("escaping link");
+    assert!(matches!(err, Error::UnsafeEntry { cwe: 59, .. }), "{err}");
+}

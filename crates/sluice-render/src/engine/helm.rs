@@ -7,7 +7,7 @@ use crate::request::{Context, ToolInfo};
 use crate::{Error, Result, tools, tree};
 
 pub(super) fn render(ctx: &mut Context<'_>) -> Result<(Vec<Value>, ToolInfo)> {
-    tree::check_symlinks(ctx.root, ctx.root)?;
+    ctx.check_symlinks(ctx.root)?;
     check_dependencies(ctx)?;
     let options = &ctx.request.helm;
     let chart_yaml = ctx.dir.join("Chart.yaml");

@@ -17,7 +17,7 @@ pub(super) fn kustomization_file(dir: &Path) -> Option<PathBuf> {
 }
 
 pub(super) fn render(ctx: &mut Context<'_>) -> Result<(Vec<Value>, ToolInfo)> {
-    tree::check_symlinks(ctx.root, ctx.root)?;
+    ctx.check_symlinks(ctx.root)?;
     let mut visited = BTreeSet::new();
     preflight(ctx, ctx.dir, &mut visited)?;
 

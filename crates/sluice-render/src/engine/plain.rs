@@ -38,7 +38,7 @@ pub(super) fn has_manifests(dir: &Path) -> bool {
 }
 
 pub(super) fn render(ctx: &mut Context<'_>) -> Result<Vec<Value>> {
-    tree::check_symlinks(ctx.root, ctx.dir)?;
+    ctx.check_symlinks(ctx.dir)?;
     let limits = ctx.request.limits;
     let mut objects = Vec::new();
     let mut total = 0u64;

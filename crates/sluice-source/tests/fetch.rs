@@ -4,8 +4,6 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,28 +12,7 @@ use sluice_source::{
     ArchiveLimits, Credentials, Digest, Error, FetchOptions, Secret, SourceSpec, fetch,
     read_flux_source,
 };
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t",
-            "-c",
-            "init.defaultBranch=main",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
+use sluice_testkit::git;
 
 fn repo_with_two_commits() -> (tempfile::TempDir, String, String) {
     let dir = tempfile::tempdir().expect("dir");

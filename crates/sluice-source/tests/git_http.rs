@@ -9,28 +9,6 @@ use std::sync::Arc;
 
 use sluice_source::{Credentials, Error, FetchOptions, Secret, SourceSpec, fetch};
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t",
-            "-c",
-            "init.defaultBranch=main",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
 /// Serves the repositories under `root` over smart HTTP to requests carrying `expected_auth`.
 fn serve(root: PathBuf, expected_auth: String) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -136,11 +114,8 @@ fn served_repo() -> (tempfile::TempDir, String) {
     let root = tempfile::tempdir().expect("root");
     let work = root.path().join("app");
     std::fs::create_dir_all(&work).expect("mkdir");
-    git(&work, &["init", "-q"]);
     std::fs::write(work.join("cm.yaml"), "kind: ConfigMap\n").expect("write");
-    git(&work, &["add", "."]);
-    git(&work, &["commit", "-qm", "one"]);
-    let sha = git(&work, &["rev-parse", "HEAD"]);
+    let sha = sluice_testkit::commit_all(&work, "one");
     (root, sha)
 }
 

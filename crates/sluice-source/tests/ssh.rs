@@ -99,24 +99,8 @@ impl Sshd {
 }
 
 fn repo(dir: &Path) -> String {
-    let git = |args: &[&str]| {
-        run(Command::new("git")
-            .args([
-                "-c",
-                "user.name=t",
-                "-c",
-                "user.email=t@t",
-                "-c",
-                "init.defaultBranch=main",
-            ])
-            .args(args)
-            .current_dir(dir))
-    };
-    git(&["init", "-q"]);
     std::fs::write(dir.join("cm.yaml"), "kind: ConfigMap\n").expect("write");
-    git(&["add", "."]);
-    git(&["commit", "-qm", "one"]);
-    git(&["rev-parse", "HEAD"])
+    sluice_testkit::commit_all(dir, "one")
 }
 
 fn user() -> String {

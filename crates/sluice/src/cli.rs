@@ -22,7 +22,10 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Render a source (directory, Git repository, artifact or Flux source) to manifests.
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
+    /// NetworkPolicy: evaluate, explain, generate, render, lint and diff.
+    #[command(subcommand)]
+    Netpol(crate::netpol::NetpolCommand),
 }
 
 /// Output format of rendered manifests.

@@ -3,6 +3,7 @@
 mod build;
 mod cli;
 mod logging;
+mod netpol;
 mod progress;
 
 use std::process::ExitCode;
@@ -22,19 +23,25 @@ pub fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     logging::init(&cli.logging);
+    // `netpol` reports bad input with exit code 2 (1 is lint's "findings at level error").
+    let failure = match cli.command {
+        cli::Command::Netpol(_) => ExitCode::from(2),
+        _ => ExitCode::FAILURE,
+    };
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             eprintln!("error: {}", one_line(&error));
-            ExitCode::FAILURE
+            failure
         }
     }
 }
 
 /// Runs the parsed command.
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        cli::Command::Build(args) => build::run(args, &cli.logging),
+        cli::Command::Build(args) => build::run(*args, &cli.logging).map(|()| ExitCode::SUCCESS),
+        cli::Command::Netpol(command) => netpol::run(command),
     }
 }
 

@@ -1,0 +1,215 @@
+//! `sluice netpol …`: thin wrappers over `sluice-netpol`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use sluice_netpol::report::{self, matrix_json, matrix_table};
+use sluice_netpol::{Cluster, Evaluator, PolicySet, Protocol, Reachability};
+
+/// `sluice netpol` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum NetpolCommand {
+    /// Evaluate flows (probes) or the full reachability matrix for one port.
+    Check(CheckArgs),
+    /// Explain in prose why one flow is allowed or blocked, and what would change it.
+    Explain(ExplainArgs),
+}
+
+/// Text for people, JSON for machines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Human-readable text.
+    Text,
+    /// JSON (stable contract).
+    Json,
+}
+
+/// The cluster snapshot and the policies evaluated against it.
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    /// Cluster snapshot: {"namespaces": {...}, "pods": [...]}.
+    #[arg(long)]
+    pub cluster: PathBuf,
+    /// NetworkPolicy files or directories (YAML or JSON, multi-document, List allowed).
+    #[arg(long, num_args = 1..)]
+    pub policies: Vec<PathBuf>,
+}
+
+/// `sluice netpol check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Snapshot.
+    #[command(flatten)]
+    pub snapshot: SnapshotArgs,
+    /// Probes: [{"from": "ns/pod" | IP, "to": ..., "port": N, "protocol": "TCP"}].
+    #[arg(long)]
+    pub probes: Option<PathBuf>,
+    /// Port of the reachability matrix (without --probes).
+    #[arg(long, required_unless_present = "probes")]
+    pub port: Option<u32>,
+    /// Protocol of the reachability matrix.
+    #[arg(long, default_value = "TCP")]
+    pub protocol: String,
+    /// Print only the counts over every ordered pair of distinct pods.
+    #[arg(long, conflicts_with = "probes")]
+    pub summary: bool,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value = "text")]
+    pub output: Output,
+}
+
+/// `sluice netpol explain`.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// Snapshot.
+    #[command(flatten)]
+    pub snapshot: SnapshotArgs,
+    /// Source: namespace/pod or an IP address.
+    #[arg(long)]
+    pub from: String,
+    /// Destination: namespace/pod or an IP address.
+    #[arg(long)]
+    pub to: String,
+    /// Destination port.
+    #[arg(long)]
+    pub port: u32,
+    /// Protocol.
+    #[arg(long, default_value = "TCP")]
+    pub protocol: String,
+    /// Output format (JSON is one `check` result).
+    #[arg(long, short, value_enum, default_value = "text")]
+    pub output: Output,
+}
+
+/// Runs a `netpol` subcommand.
+pub fn run(command: NetpolCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        NetpolCommand::Check(args) => check(args),
+        NetpolCommand::Explain(args) => explain(args),
+    }
+}
+
+fn load(snapshot: &SnapshotArgs) -> anyhow::Result<(Cluster, PolicySet)> {
+    let cluster = Cluster::load(&snapshot.cluster)?;
+    let policies = PolicySet::load(&snapshot.policies, true)?;
+    Ok((cluster, policies))
+}
+
+fn print(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .context("writing to stdout")
+}
+
+fn json_line(value: &serde_json::Value) -> anyhow::Result<()> {
+    let mut text = serde_json::to_string_pretty(value)?;
+    text.push('\n');
+    print(&text)
+}
+
+fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let (cluster, policies) = load(&args.snapshot)?;
+    let eval = Evaluator::new(&cluster, &policies);
+    if let Some(path) = &args.probes {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let probes = report::parse_probes(&text, &path.display().to_string(), &cluster)?;
+        let results: Vec<_> = probes
+            .iter()
+            .map(|p| {
+                let verdict = eval.evaluate(&p.flow);
+                (p, verdict)
+            })
+            .collect();
+        match args.output {
+            Output::Json => json_line(&serde_json::Value::Array(
+                results
+                    .iter()
+                    .map(|(p, v)| report::verdict_json(&cluster, &policies, &p.spec, &p.flow, v))
+                    .collect(),
+            ))?,
+            Output::Text => {
+                let mut text = String::new();
+                for (p, v) in &results {
+                    text.push_str(&format!(
+                        "{:<8} {} -> {} {}/{}\n",
+                        if v.allowed { "ALLOWED" } else { "BLOCKED" },
+                        p.spec.from,
+                        p.spec.to,
+                        p.flow.protocol,
+                        p.flow.port
+                    ));
+                }
+                print(&text)?;
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(port) = args.port else {
+        bail!("--port is required without --probes");
+    };
+    let (port, protocol) = port_and_protocol(port, &args.protocol)?;
+    let reach = Reachability::compute(&cluster, &policies, port, protocol);
+    tracing::debug!(
+        atoms = reach.atoms(),
+        pods = cluster.pods.len(),
+        "reachability computed"
+    );
+    let summary = reach.summary();
+    match (args.summary, args.output) {
+        // Exactly the documented shape, on one line.
+        (true, Output::Json) => print(&format!(
+            "{{\"pairs\": {}, \"allowed\": {}, \"denied\": {}}}\n",
+            summary.pairs, summary.allowed, summary.denied
+        ))?,
+        (true, Output::Text) => print(&format!(
+            "{} ordered pairs of distinct pods on {}/{}: {} allowed, {} blocked\n",
+            summary.pairs, protocol, port, summary.allowed, summary.denied
+        ))?,
+        (false, Output::Json) => json_line(&matrix_json(&cluster, &reach, port, protocol))?,
+        (false, Output::Text) => print(&matrix_table(&cluster, &reach, port, protocol))?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
+    let (cluster, policies) = load(&args.snapshot)?;
+    let flow = report::resolve_flow(
+        &cluster,
+        &args.from,
+        &args.to,
+        args.port,
+        Some(&args.protocol),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let verdict = Evaluator::new(&cluster, &policies).evaluate(&flow);
+    match args.output {
+        Output::Text => print(&report::explain_text(&cluster, &policies, &flow, &verdict))?,
+        Output::Json => {
+            let spec = report::ProbeSpec {
+                from: args.from.clone(),
+                to: args.to.clone(),
+                port: args.port,
+                protocol: Some(flow.protocol.as_str().to_owned()),
+            };
+            json_line(&report::verdict_json(
+                &cluster, &policies, &spec, &flow, &verdict,
+            ))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Validates `--port` and `--protocol`.
+fn port_and_protocol(port: u32, protocol: &str) -> anyhow::Result<(u16, Protocol)> {
+    let protocol = Protocol::parse(protocol).map_err(anyhow::Error::msg)?;
+    let port = u16::try_from(port)
+        .ok()
+        .filter(|&p| p > 0)
+        .with_context(|| format!("--port {port} is not between 1 and 65535"))?;
+    Ok((port, protocol))
+}

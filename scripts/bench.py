@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""sluice benchmarks (see docs/benchmarks.md). Run: scripts/bench [--quick]
+"""sluice benchmarks (see docs/benchmarks.md). Run: scripts/bench [--quick] [render|netpol]
 
 1. plain engine vs `kubectl kustomize` on N generated Deployments (wall time, peak RSS);
 2. kustomize through `sluice build` (sandbox included) vs `kubectl kustomize` on an overlay;
-3. cached re-build of a pinned Git source.
+3. cached re-build of a pinned Git source;
+4. `sluice netpol`: reachability matrix and explain on synthetic clusters of 1k/10k/50k pods,
+   against the naive pairwise evaluator.
 """
 import os
 import resource
@@ -18,6 +20,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SLUICE = os.path.join(ROOT, "target", "release", "sluice")
 KUBECTL = shutil.which("kubectl")
 QUICK = "--quick" in sys.argv
+SECTIONS = [a for a in sys.argv[1:] if not a.startswith("-")] or ["render", "netpol"]
+NETPOL_BENCH = os.path.join(ROOT, "target", "release", "examples", "netpol_bench")
 
 
 def deployment(i):
@@ -133,15 +137,45 @@ def bench_cached_git(work):
     print(f"| {first:.3f} | {1000 * statistics.median(runs):.1f} | {1000 * max(runs):.1f} |")
 
 
+def bench_netpol(work):
+    """Synthetic clusters: 100 pods and 10 policies per namespace (1,000 policies at 10k pods)."""
+    import json
+
+    print("\n### 4. `sluice netpol`: full reachability matrix for one port (TCP/8080)\n")
+    print("| pods | namespaces | policies | atoms | matrix s (library) | `check --summary` s (CLI, incl. load) | CLI peak RSS MiB | naive pairwise s | speed-up | explain µs/flow |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    sizes = [(1000, 10, 100), (10000, 100, 1000)] + ([] if QUICK else [(50000, 500, 5000)])
+    for pods, namespaces, policies in sizes:
+        out = os.path.join(work, f"netpol-{pods}")
+        subprocess.run([SLUICE, "netpol", "synth", "--namespaces", str(namespaces), "--pods", str(pods),
+                        "--policies", str(policies), "--seed", "1", "--out", out],
+                       check=True, capture_output=True)
+        r = json.loads(subprocess.run([NETPOL_BENCH, out, "--port", "8080"], check=True,
+                                      capture_output=True, text=True).stdout)
+        if r["naive_agrees"] is False:
+            sys.exit(f"matrix and naive evaluator disagree at {pods} pods")
+        cli = [SLUICE, "netpol", "check", "--cluster", os.path.join(out, "cluster.json"),
+               "--policies", os.path.join(out, "policies"), "--port", "8080", "--summary", "-o", "json"]
+        runs = [measure(cli) for _ in range(3 if QUICK else 5)]
+        wall = statistics.median(w for w, _ in runs)
+        rss = max(m for _, m in runs)
+        naive = f"{r['naive_s']:.2f}" + ("" if r["naive_full"] else " (sampled)")
+        print(f"| {pods} | {namespaces} | {policies} | {r['atoms']} | {r['matrix_s']:.3f} | {wall:.3f} | "
+              f"{rss:.0f} | {naive} | {r['speedup']:.0f}x | {r['explain_us']:.1f} |")
+
+
 def main():
     if not os.path.exists(SLUICE):
         sys.exit("build first: cargo build --release")
-    if not KUBECTL:
-        sys.exit("kubectl is required for the comparison")
     with tempfile.TemporaryDirectory() as work:
-        bench_scaling(work)
-        bench_sandbox(work)
-        bench_cached_git(work)
+        if "render" in SECTIONS:
+            if not KUBECTL:
+                sys.exit("kubectl is required for the comparison")
+            bench_scaling(work)
+            bench_sandbox(work)
+            bench_cached_git(work)
+        if "netpol" in SECTIONS:
+            bench_netpol(work)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ pub mod labels;
 pub mod matrix;
 pub mod policy;
 pub mod report;
+pub mod synth;
 
 pub use cluster::Cluster;
 pub use docs::PolicySet;

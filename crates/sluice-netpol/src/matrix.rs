@@ -43,6 +43,7 @@ impl Reachability {
         let index = PodIndex::new(cluster);
         let n = cluster.pods.len();
         let mut features: Vec<FixedBitSet> = Vec::new();
+        let mut cache: HashMap<String, usize> = HashMap::new();
 
         // Which pods each policy selects, per direction it applies to.
         let mut selects: Vec<Option<usize>> = Vec::with_capacity(policies.policies.len());
@@ -51,12 +52,17 @@ impl Reachability {
                 selects.push(None);
                 continue;
             }
-            let mut set = FixedBitSet::with_capacity(n);
-            if let Some(ns) = cluster.namespace(&policy.namespace) {
-                index.select(ns, &policy.pod_selector, &mut set);
-            }
-            features.push(set);
-            selects.push(Some(features.len() - 1));
+            // Identical selectors (copy-pasted peers are the norm) are computed once.
+            let key = format!("{}\u{0}{:?}", policy.namespace, policy.pod_selector);
+            let feature = *cache.entry(key).or_insert_with(|| {
+                let mut set = FixedBitSet::with_capacity(n);
+                if let Some(ns) = cluster.namespace(&policy.namespace) {
+                    index.select(ns, &policy.pod_selector, &mut set);
+                }
+                features.push(set);
+                features.len() - 1
+            });
+            selects.push(Some(feature));
         }
 
         // Per rule: its peers as a pod set, and whether its ports cover the probe on a pod.
@@ -72,17 +78,45 @@ impl Reachability {
                     let peers = if rule.peers.is_empty() {
                         PodSet::All
                     } else {
-                        let mut set = FixedBitSet::with_capacity(n);
-                        for peer in &rule.peers {
-                            index.add_peer(cluster, peer, &policy.namespace, &mut set);
-                        }
-                        features.push(set);
-                        PodSet::Feature(features.len() - 1)
+                        // Only selector peers without a namespaceSelector depend on the
+                        // policy's namespace.
+                        let local = rule.peers.iter().any(|p| {
+                            matches!(
+                                p,
+                                Peer::Pods {
+                                    namespaces: None,
+                                    ..
+                                }
+                            )
+                        });
+                        let ns = if local { policy.namespace.as_str() } else { "" };
+                        let key = format!("peers\u{0}{ns}\u{0}{:?}", rule.peers);
+                        PodSet::Feature(*cache.entry(key).or_insert_with(|| {
+                            let mut set = FixedBitSet::with_capacity(n);
+                            for peer in &rule.peers {
+                                index.add_peer(cluster, peer, &policy.namespace, &mut set);
+                            }
+                            features.push(set);
+                            features.len() - 1
+                        }))
                     };
                     let ports = match port_check(rule, port, protocol) {
                         PortCheck::Always => PodSet::All,
                         PortCheck::Never => PodSet::None,
-                        PortCheck::Named(names) => {
+                        PortCheck::Named(mut names) => {
+                            names.sort();
+                            names.dedup();
+                            let key = format!("ports\u{0}{names:?}");
+                            if let Some(&f) = cache.get(&key) {
+                                rules.insert(
+                                    (pi, direction, ri),
+                                    CompiledRule {
+                                        peers,
+                                        ports: PodSet::Feature(f),
+                                    },
+                                );
+                                continue;
+                            }
                             let mut set = FixedBitSet::with_capacity(n);
                             for (i, pod) in cluster.pods.iter().enumerate() {
                                 if pod.ports.iter().any(|cp| {
@@ -94,6 +128,7 @@ impl Reachability {
                                 }
                             }
                             features.push(set);
+                            cache.insert(key, features.len() - 1);
                             PodSet::Feature(features.len() - 1)
                         }
                     };
@@ -303,7 +338,12 @@ fn refine(n: usize, features: &[FixedBitSet]) -> Vec<u32> {
     let mut class = vec![0u32; n];
     let mut remap: Vec<u32> = vec![u32::MAX];
     let mut touched: Vec<u32> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for feature in features {
+        // A feature equal to one already applied cannot split anything further.
+        if !seen.insert(feature.as_slice()) {
+            continue;
+        }
         let count = feature.count_ones(..);
         if count == 0 || count == n {
             continue;
@@ -319,7 +359,10 @@ fn refine(n: usize, features: &[FixedBitSet]) -> Vec<u32> {
             class[pod] = remap[c];
         };
         if count * 2 > n {
-            for pod in feature.zeroes().take_while(|&p| p < n) {
+            // Word-wise complement: `ones` skips empty words, a bit-by-bit scan would not.
+            let mut complement = feature.clone();
+            complement.toggle_range(..);
+            for pod in complement.ones().take_while(|&p| p < n) {
                 assign(pod, &mut class);
             }
         } else {
@@ -345,6 +388,7 @@ struct PodIndex<'a> {
     cluster: &'a Cluster,
     pods_by_ns: Vec<Vec<usize>>,
     postings: Vec<HashMap<&'a str, HashMap<&'a str, Vec<usize>>>>,
+    by_ip: Vec<(std::net::IpAddr, usize)>,
 }
 
 impl<'a> PodIndex<'a> {
@@ -363,10 +407,18 @@ impl<'a> PodIndex<'a> {
                     .push(i);
             }
         }
+        let mut by_ip: Vec<(std::net::IpAddr, usize)> = cluster
+            .pods
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| p.ip.map(|ip| (ip, i)))
+            .collect();
+        by_ip.sort_unstable();
         Self {
             cluster,
             pods_by_ns,
             postings,
+            by_ip,
         }
     }
 
@@ -432,12 +484,13 @@ impl<'a> PodIndex<'a> {
                 }
             }
             Peer::IpBlock { cidr, except } => {
-                for (i, pod) in cluster.pods.iter().enumerate() {
-                    if let Some(ip) = pod.ip
-                        && cidr.contains(&ip)
-                        && !except.iter().any(|e| e.contains(&ip))
-                    {
-                        out.insert(i);
+                // Pods sorted by IP: the block is one contiguous slice of them.
+                let (low, high) = (cidr.network(), cidr.broadcast());
+                let start = self.by_ip.partition_point(|(ip, _)| *ip < low);
+                let end = self.by_ip.partition_point(|(ip, _)| *ip <= high);
+                for (ip, pod) in &self.by_ip[start..end] {
+                    if !except.iter().any(|e| e.contains(ip)) {
+                        out.insert(*pod);
                     }
                 }
             }

@@ -16,6 +16,28 @@ pub enum NetpolCommand {
     Check(CheckArgs),
     /// Explain in prose why one flow is allowed or blocked, and what would change it.
     Explain(ExplainArgs),
+    /// Write a realistic synthetic cluster (DIR/cluster.json) and policy set (DIR/policies/).
+    Synth(SynthArgs),
+}
+
+/// `sluice netpol synth`.
+#[derive(Debug, Args)]
+pub struct SynthArgs {
+    /// Namespaces.
+    #[arg(long, default_value_t = 100)]
+    pub namespaces: usize,
+    /// Pods in total.
+    #[arg(long, default_value_t = 10_000)]
+    pub pods: usize,
+    /// NetworkPolicies in total (one default-deny per namespace first).
+    #[arg(long, default_value_t = 1_000)]
+    pub policies: usize,
+    /// Random seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Output directory.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 /// Text for people, JSON for machines.
@@ -89,6 +111,7 @@ pub fn run(command: NetpolCommand) -> anyhow::Result<ExitCode> {
     match command {
         NetpolCommand::Check(args) => check(args),
         NetpolCommand::Explain(args) => explain(args),
+        NetpolCommand::Synth(args) => synth(args),
     }
 }
 
@@ -212,4 +235,23 @@ fn port_and_protocol(port: u32, protocol: &str) -> anyhow::Result<(u16, Protocol
         .filter(|&p| p > 0)
         .with_context(|| format!("--port {port} is not between 1 and 65535"))?;
     Ok((port, protocol))
+}
+
+fn synth(args: SynthArgs) -> anyhow::Result<ExitCode> {
+    let spec = sluice_netpol::synth::SynthSpec {
+        namespaces: args.namespaces,
+        pods: args.pods,
+        policies: args.policies,
+        seed: args.seed,
+    };
+    let synthetic = sluice_netpol::synth::generate(&spec)?;
+    sluice_netpol::synth::write(&synthetic, &args.out)?;
+    eprintln!(
+        "wrote {} pods in {} namespaces and {} policies to {}",
+        synthetic.cluster.pods.len(),
+        synthetic.cluster.namespaces.len(),
+        synthetic.policies.values().map(Vec::len).sum::<usize>(),
+        args.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }

@@ -4,14 +4,17 @@
 
 pub mod cidr;
 pub mod cluster;
+pub mod diff;
 pub mod docs;
 pub mod error;
 pub mod eval;
 pub mod labels;
+pub mod lint;
 pub mod matrix;
 pub mod policy;
 pub mod report;
 pub mod synth;
+pub mod workload;
 
 pub use cluster::Cluster;
 pub use docs::PolicySet;

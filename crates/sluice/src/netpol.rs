@@ -16,8 +16,58 @@ pub enum NetpolCommand {
     Check(CheckArgs),
     /// Explain in prose why one flow is allowed or blocked, and what would change it.
     Explain(ExplainArgs),
+    /// Report the classic mistakes in policies (exit code 1 on findings at level error).
+    Lint(LintArgs),
+    /// List the flows a policy change would newly block and newly allow.
+    Diff(DiffArgs),
     /// Write a realistic synthetic cluster (DIR/cluster.json) and policy set (DIR/policies/).
     Synth(SynthArgs),
+}
+
+/// `sluice netpol lint`.
+#[derive(Debug, Args)]
+pub struct LintArgs {
+    /// Policy files or directories; other kinds in them (workloads, Services) count as
+    /// manifests. `-` reads stdin.
+    pub paths: Vec<PathBuf>,
+    /// More policy files or directories.
+    #[arg(long, num_args = 1..)]
+    pub policies: Vec<PathBuf>,
+    /// Rendered manifests whose workloads stand for the pods (enables the pod-aware checks).
+    #[arg(long = "manifests", short = 'f', num_args = 1..)]
+    pub manifests: Vec<PathBuf>,
+    /// A cluster snapshot (instead of manifests) for the pod-aware checks.
+    #[arg(long)]
+    pub cluster: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value = "text")]
+    pub output: Output,
+}
+
+/// `sluice netpol diff`.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// Cluster snapshot.
+    #[arg(long)]
+    pub cluster: PathBuf,
+    /// Policies before the change.
+    #[arg(long, num_args = 1.., required = true)]
+    pub before: Vec<PathBuf>,
+    /// Policies after the change.
+    #[arg(long, num_args = 1.., required = true)]
+    pub after: Vec<PathBuf>,
+    /// Only this port (default: every container port and every port the policies name).
+    #[arg(long)]
+    pub port: Option<u32>,
+    /// Protocol of --port.
+    #[arg(long, default_value = "TCP")]
+    pub protocol: String,
+    /// Exit with code 1 when the change blocks a flow that was allowed.
+    #[arg(long)]
+    pub fail_on_blocked: bool,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value = "text")]
+    pub output: Output,
 }
 
 /// `sluice netpol synth`.
@@ -111,6 +161,8 @@ pub fn run(command: NetpolCommand) -> anyhow::Result<ExitCode> {
     match command {
         NetpolCommand::Check(args) => check(args),
         NetpolCommand::Explain(args) => explain(args),
+        NetpolCommand::Lint(args) => lint(args),
+        NetpolCommand::Diff(args) => diff(args),
         NetpolCommand::Synth(args) => synth(args),
     }
 }
@@ -254,4 +306,126 @@ fn synth(args: SynthArgs) -> anyhow::Result<ExitCode> {
         args.out.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+fn lint(args: LintArgs) -> anyhow::Result<ExitCode> {
+    use sluice_netpol::docs::{kind_of, read_documents};
+    use sluice_netpol::lint::{Level, lint};
+    use sluice_netpol::workload::Inventory;
+
+    let mut paths = args.paths.clone();
+    paths.extend(args.policies.iter().cloned());
+    if paths.is_empty() {
+        bail!("give policy files or directories to lint (or - for stdin)");
+    }
+    let docs = read_documents(&paths)?;
+    let (policy_docs, other): (Vec<_>, Vec<_>) = docs
+        .into_iter()
+        .partition(|d| kind_of(&d.value).0 == "NetworkPolicy");
+    let policies = PolicySet::from_documents(&policy_docs, false)?;
+    let mut manifests = other;
+    manifests.extend(read_documents(&args.manifests)?);
+    let pods = match &args.cluster {
+        Some(path) => Some(Cluster::load(path)?),
+        None => {
+            let inventory = Inventory::from_documents(&manifests)?;
+            (!inventory.workloads.is_empty()).then(|| inventory.as_cluster())
+        }
+    };
+    let findings = lint(&policies, pods.as_ref());
+    match args.output {
+        Output::Json => json_line(&serde_json::to_value(&findings)?)?,
+        Output::Text => {
+            let mut text = String::new();
+            for f in &findings {
+                let level = match f.level {
+                    Level::Error => "error",
+                    Level::Warning => "warning",
+                    Level::Info => "info",
+                };
+                let field = f
+                    .field
+                    .as_deref()
+                    .map(|x| format!(" {x}:"))
+                    .unwrap_or_default();
+                let file = if f.file.is_empty() {
+                    "-"
+                } else {
+                    f.file.as_str()
+                };
+                text.push_str(&format!(
+                    "{file}: {}:{field} {level}[{}]: {}\n",
+                    f.policy, f.code, f.message
+                ));
+            }
+            let count = |l| findings.iter().filter(|f| f.level == l).count();
+            text.push_str(&format!(
+                "{} policies: {} errors, {} warnings, {} notes{}\n",
+                policies.policies.len(),
+                count(Level::Error),
+                count(Level::Warning),
+                count(Level::Info),
+                if pods.is_none() {
+                    " (no pods given: pod-aware checks skipped)"
+                } else {
+                    ""
+                }
+            ));
+            print(&text)?;
+        }
+    }
+    Ok(if findings.iter().any(|f| f.level == Level::Error) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn diff(args: DiffArgs) -> anyhow::Result<ExitCode> {
+    use sluice_netpol::diff::{diff, ports_of_interest};
+
+    let cluster = Cluster::load(&args.cluster)?;
+    let before = PolicySet::load(&args.before, true)?;
+    let after = PolicySet::load(&args.after, true)?;
+    let ports = match args.port {
+        Some(port) => vec![port_and_protocol(port, &args.protocol)?],
+        None => ports_of_interest(&cluster, &[&before, &after]),
+    };
+    let result = diff(&cluster, &before, &after, &ports);
+    match args.output {
+        Output::Json => json_line(&serde_json::to_value(&result)?)?,
+        Output::Text => {
+            let mut text = format!(
+                "Ports examined: {}\n",
+                if result.ports.is_empty() {
+                    "none (no container ports and no policy ports; use --port)".into()
+                } else {
+                    result.ports.join(", ")
+                }
+            );
+            for (title, list) in [
+                ("Newly BLOCKED", &result.newly_blocked),
+                ("Newly ALLOWED", &result.newly_allowed),
+            ] {
+                text.push_str(&format!("\n{title} ({}):\n", list.len()));
+                if list.is_empty() {
+                    text.push_str("  none\n");
+                }
+                for f in list {
+                    text.push_str(&format!(
+                        "  {} -> {} {}/{}\n",
+                        f.from, f.to, f.protocol, f.port
+                    ));
+                }
+            }
+            print(&text)?;
+        }
+    }
+    Ok(
+        if args.fail_on_blocked && !result.newly_blocked.is_empty() {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        },
+    )
 }

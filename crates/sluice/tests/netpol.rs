@@ -347,3 +347,64 @@ fn synth_is_deterministic_and_its_output_evaluates() {
         "policies decide something: {v}"
     );
 }
+
+#[test]
+fn lint_exits_1_on_errors_and_0_on_warnings_only() {
+    let f = Fixture::new();
+    let warn_only = sluice(&[
+        "netpol",
+        "lint",
+        &f.path("policies"),
+        "--cluster",
+        &f.path("cluster.json"),
+    ]);
+    assert_eq!(
+        warn_only.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&warn_only),
+        stderr(&warn_only)
+    );
+    assert!(
+        stdout(&warn_only).contains("no-default-deny"),
+        "ops has none: {}",
+        stdout(&warn_only)
+    );
+    let bad = f.write(
+        "bad-egress.yaml",
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: e, namespace: shop}\nspec:\n  podSelector: {}\n  policyTypes: [Egress]\n",
+    );
+    let out = sluice(&["netpol", "lint", bad.to_str().expect("utf-8"), "-o", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let findings: Vec<Value> = serde_json::from_str(&stdout(&out)).expect("json");
+    assert!(
+        findings
+            .iter()
+            .any(|x| x["code"] == "egress-without-dns" && x["level"] == "error")
+    );
+}
+
+#[test]
+fn diff_reports_what_a_change_would_block() {
+    let f = Fixture::new();
+    let out = sluice(&[
+        "netpol",
+        "diff",
+        "--cluster",
+        &f.path("cluster.json"),
+        "--before",
+        &f.path("policies/db.json"),
+        "--after",
+        &f.path("policies"),
+        "--port",
+        "5432",
+        "--fail-on-blocked",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stdout(&out);
+    // Adding the shop default-deny blocks prom -> web and db -> web (and prom -> db was
+    // already blocked by the db policy).
+    assert!(text.contains("Newly BLOCKED (2)"), "{text}");
+    assert!(text.contains("ops/prom -> shop/web TCP/5432"), "{text}");
+    assert!(text.contains("Newly ALLOWED (0)"), "{text}");
+}

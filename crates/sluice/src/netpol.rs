@@ -16,12 +16,67 @@ pub enum NetpolCommand {
     Check(CheckArgs),
     /// Explain in prose why one flow is allowed or blocked, and what would change it.
     Explain(ExplainArgs),
+    /// Render a traffic model for one policy engine.
+    Render(RenderArgs),
     /// Report the classic mistakes in policies (exit code 1 on findings at level error).
     Lint(LintArgs),
     /// List the flows a policy change would newly block and newly allow.
     Diff(DiffArgs),
     /// Write a realistic synthetic cluster (DIR/cluster.json) and policy set (DIR/policies/).
     Synth(SynthArgs),
+}
+
+/// A policy engine (always explicit: sluice never detects the CNI).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EngineArg {
+    /// networking.k8s.io/v1 NetworkPolicy.
+    Kubernetes,
+    /// cilium.io/v2 CiliumNetworkPolicy.
+    Cilium,
+    /// projectcalico.org/v3 NetworkPolicy.
+    Calico,
+    /// policy.networking.k8s.io/v1alpha2 ClusterNetworkPolicy.
+    #[value(name = "clusterNetworkPolicy")]
+    ClusterNetworkPolicy,
+}
+
+impl From<EngineArg> for sluice_netpol::render::Engine {
+    fn from(e: EngineArg) -> Self {
+        match e {
+            EngineArg::Kubernetes => Self::Kubernetes,
+            EngineArg::Cilium => Self::Cilium,
+            EngineArg::Calico => Self::Calico,
+            EngineArg::ClusterNetworkPolicy => Self::ClusterNetworkPolicy,
+        }
+    }
+}
+
+/// Layer options shared by `render` and `generate`.
+#[derive(Debug, Args)]
+pub struct LayerArgs {
+    /// Policy engine.
+    #[arg(long, value_enum, default_value = "kubernetes")]
+    pub engine: EngineArg,
+    /// Add the namespace-wide default-deny layer (ingress; egress too with --egress).
+    #[arg(long)]
+    pub default_deny: bool,
+    /// Calico order / ClusterNetworkPolicy priority of the default-deny.
+    #[arg(long)]
+    pub default_deny_order: Option<u32>,
+}
+
+/// `sluice netpol render`.
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// The traffic model (YAML or JSON; see docs/netpol.md).
+    #[arg(long = "model", short = 'f')]
+    pub model: PathBuf,
+    /// Engine and layers.
+    #[command(flatten)]
+    pub layer: LayerArgs,
+    /// With --default-deny, deny egress too.
+    #[arg(long)]
+    pub deny_egress: bool,
 }
 
 /// `sluice netpol lint`.
@@ -161,6 +216,7 @@ pub fn run(command: NetpolCommand) -> anyhow::Result<ExitCode> {
     match command {
         NetpolCommand::Check(args) => check(args),
         NetpolCommand::Explain(args) => explain(args),
+        NetpolCommand::Render(args) => render(args),
         NetpolCommand::Lint(args) => lint(args),
         NetpolCommand::Diff(args) => diff(args),
         NetpolCommand::Synth(args) => synth(args),
@@ -428,4 +484,33 @@ fn diff(args: DiffArgs) -> anyhow::Result<ExitCode> {
             ExitCode::SUCCESS
         },
     )
+}
+
+fn apply_layers(
+    model: &mut sluice_netpol::model::TrafficModel,
+    layer: &LayerArgs,
+    deny_egress: bool,
+) {
+    if layer.default_deny {
+        model.default_deny.enabled = true;
+    }
+    if deny_egress {
+        model.default_deny.egress = true;
+    }
+    if let Some(order) = layer.default_deny_order {
+        model.default_deny.order = order;
+    }
+}
+
+fn render(args: RenderArgs) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(&args.model)
+        .with_context(|| format!("reading {}", args.model.display()))?;
+    let mut model =
+        sluice_netpol::model::TrafficModel::from_text(&text, &args.model.display().to_string())?;
+    apply_layers(&mut model, &args.layer, args.deny_egress);
+    print(&sluice_netpol::render::render_yaml(
+        &model,
+        args.layer.engine.into(),
+    )?)?;
+    Ok(ExitCode::SUCCESS)
 }

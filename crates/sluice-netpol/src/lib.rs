@@ -8,6 +8,7 @@ pub mod diff;
 pub mod docs;
 pub mod error;
 pub mod eval;
+pub mod generate;
 pub mod labels;
 pub mod lint;
 pub mod matrix;

@@ -23,7 +23,7 @@ use crate::labels::{Labels, check_key, check_value};
 use crate::policy::{Protocol, check_port_name};
 
 /// The whole model.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct TrafficModel {
     /// The namespace-wide default-deny layer.
@@ -36,6 +36,16 @@ pub struct TrafficModel {
     /// Workloads and the traffic they need.
     #[serde(default)]
     pub workloads: Vec<WorkloadTraffic>,
+}
+
+impl Default for TrafficModel {
+    fn default() -> Self {
+        Self {
+            default_deny: DefaultDeny::default(),
+            allow_order: default_allow_order(),
+            workloads: Vec::new(),
+        }
+    }
 }
 
 fn default_allow_order() -> u32 {
@@ -146,7 +156,7 @@ pub struct TrafficPort {
 }
 
 /// A port number or name.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum PortValue {
     /// Number.

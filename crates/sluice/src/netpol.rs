@@ -16,6 +16,8 @@ pub enum NetpolCommand {
     Check(CheckArgs),
     /// Explain in prose why one flow is allowed or blocked, and what would change it.
     Explain(ExplainArgs),
+    /// Generate least-privilege policies for the workloads of rendered manifests.
+    Generate(GenerateArgs),
     /// Render a traffic model for one policy engine.
     Render(RenderArgs),
     /// Report the classic mistakes in policies (exit code 1 on findings at level error).
@@ -63,6 +65,38 @@ pub struct LayerArgs {
     /// Calico order / ClusterNetworkPolicy priority of the default-deny.
     #[arg(long)]
     pub default_deny_order: Option<u32>,
+}
+
+/// `sluice netpol generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Rendered manifests: files, directories, or - for stdin (e.g. piped from `sluice build`).
+    #[arg(long = "manifests", short = 'f', num_args = 1.., required = true)]
+    pub manifests: Vec<PathBuf>,
+    /// Declared flows (see docs/netpol.md).
+    #[arg(long)]
+    pub traffic: Option<PathBuf>,
+    /// Engine and layers.
+    #[command(flatten)]
+    pub layer: LayerArgs,
+    /// Manage egress too: DNS, declared and inferred destinations, the apiserver by CIDR.
+    #[arg(long)]
+    pub egress: bool,
+    /// The apiserver's endpoint CIDR (required with --egress when a workload talks to it).
+    #[arg(long)]
+    pub apiserver_cidr: Option<String>,
+    /// Keep ports without a known client closed instead of open on that port.
+    #[arg(long)]
+    pub strict_ingress: bool,
+    /// Do not infer flows from environment variables, args and ConfigMaps.
+    #[arg(long)]
+    pub no_infer: bool,
+    /// Print why each rule is there (to stderr, so stdout stays YAML).
+    #[arg(long)]
+    pub explain: bool,
+    /// Print the traffic model instead of rendered policies (edit it, then `netpol render`).
+    #[arg(long)]
+    pub emit_model: bool,
 }
 
 /// `sluice netpol render`.
@@ -216,6 +250,7 @@ pub fn run(command: NetpolCommand) -> anyhow::Result<ExitCode> {
     match command {
         NetpolCommand::Check(args) => check(args),
         NetpolCommand::Explain(args) => explain(args),
+        NetpolCommand::Generate(args) => generate(args),
         NetpolCommand::Render(args) => render(args),
         NetpolCommand::Lint(args) => lint(args),
         NetpolCommand::Diff(args) => diff(args),
@@ -512,5 +547,74 @@ fn render(args: RenderArgs) -> anyhow::Result<ExitCode> {
         &model,
         args.layer.engine.into(),
     )?)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
+    use sluice_netpol::generate::{GenerateOptions, TrafficFile, generate};
+    use sluice_netpol::workload::Inventory;
+
+    if let Some(cidr) = &args.apiserver_cidr {
+        sluice_netpol::cidr::parse_cidr(cidr)
+            .map_err(|m| anyhow::anyhow!("--apiserver-cidr: {m}"))?;
+    }
+    let docs = sluice_netpol::docs::read_documents(&args.manifests)?;
+    let inventory = Inventory::from_documents(&docs)?;
+    let traffic = match &args.traffic {
+        None => TrafficFile::default(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let values =
+                sluice_manifest::parse_documents(&text, &sluice_manifest::YamlLimits::default())
+                    .with_context(|| format!("{}", path.display()))?;
+            match values.as_slice() {
+                [] => TrafficFile::default(),
+                [one] => serde_path_to_error::deserialize(one.clone()).map_err(|e| {
+                    anyhow::anyhow!("{}: {}: {}", path.display(), e.path(), e.inner())
+                })?,
+                _ => bail!("{}: expected one document", path.display()),
+            }
+        }
+    };
+    let options = GenerateOptions {
+        egress: args.egress,
+        apiserver_cidr: args.apiserver_cidr.clone(),
+        strict_ingress: args.strict_ingress,
+        infer: !args.no_infer,
+    };
+    let mut generated = generate(&inventory, &traffic, &options)?;
+    apply_layers(&mut generated.model, &args.layer, args.egress);
+    if args.explain {
+        let mut text = String::new();
+        for e in &generated.explanations {
+            text.push_str(&format!("{}:\n", e.workload));
+            for line in &e.lines {
+                text.push_str(&format!("  - {line}\n"));
+            }
+        }
+        if generated.model.default_deny.enabled {
+            text.push_str(&format!(
+                "default-deny for {} in {}\n",
+                if generated.model.default_deny.egress {
+                    "ingress and egress"
+                } else {
+                    "ingress"
+                },
+                generated.model.namespaces().join(", ")
+            ));
+        }
+        eprint!("{text}");
+    }
+    if args.emit_model {
+        print(&sluice_manifest::to_yaml_document(&serde_json::to_value(
+            &generated.model,
+        )?))?;
+    } else {
+        print(&sluice_netpol::render::render_yaml(
+            &generated.model,
+            args.layer.engine.into(),
+        )?)?;
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -138,10 +138,15 @@ def bench_cached_git(work):
 
 
 def bench_netpol(work):
-    """Synthetic clusters: 100 pods and 10 policies per namespace (1,000 policies at 10k pods)."""
-    import json
+    """Synthetic clusters: 100 pods and 10 policies per namespace (1,000 policies at 10k pods).
 
-    print("\n### 4. `sluice netpol`: full reachability matrix for one port (TCP/8080)\n")
+    Pinned to one CPU with taskset (the target is stated for one core)."""
+    import json
+    import shutil
+
+    one_core = ["taskset", "-c", "0"] if shutil.which("taskset") else []
+
+    print("\n### 4. `sluice netpol`: full reachability matrix for one port (TCP/8080), one core\n")
     print("| pods | namespaces | policies | atoms | matrix s (library) | `check --summary` s (CLI, incl. load) | CLI peak RSS MiB | naive pairwise s | speed-up | explain µs/flow |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     sizes = [(1000, 10, 100), (10000, 100, 1000)] + ([] if QUICK else [(50000, 500, 5000)])
@@ -150,11 +155,11 @@ def bench_netpol(work):
         subprocess.run([SLUICE, "netpol", "synth", "--namespaces", str(namespaces), "--pods", str(pods),
                         "--policies", str(policies), "--seed", "1", "--out", out],
                        check=True, capture_output=True)
-        r = json.loads(subprocess.run([NETPOL_BENCH, out, "--port", "8080"], check=True,
+        r = json.loads(subprocess.run(one_core + [NETPOL_BENCH, out, "--port", "8080"], check=True,
                                       capture_output=True, text=True).stdout)
         if r["naive_agrees"] is False:
             sys.exit(f"matrix and naive evaluator disagree at {pods} pods")
-        cli = [SLUICE, "netpol", "check", "--cluster", os.path.join(out, "cluster.json"),
+        cli = one_core + [SLUICE, "netpol", "check", "--cluster", os.path.join(out, "cluster.json"),
                "--policies", os.path.join(out, "policies"), "--port", "8080", "--summary", "-o", "json"]
         runs = [measure(cli) for _ in range(3 if QUICK else 5)]
         wall = statistics.median(w for w, _ in runs)

@@ -228,6 +228,12 @@ pub fn generate(
                     .into(),
             )),
         };
+        if !matches!(from, Source::Workload(_)) && !matches!(to, Dest::Workload(_)) {
+            // Neither end is a workload sluice writes a policy for: the flow would vanish.
+            return Err(at(
+                "a flow needs a workload of the manifests at one end at least".into(),
+            ));
+        }
         let protocol =
             f.to.protocol
                 .as_deref()

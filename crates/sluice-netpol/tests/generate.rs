@@ -263,6 +263,17 @@ fn unknown_names_in_the_traffic_file_are_errors() {
         .expect_err("unknown")
         .to_string();
     assert!(err.contains("flows[0]") && err.contains("nope"), "{err}");
+    let nowhere: TrafficFile = serde_json::from_value(serde_json::json!({
+        "flows": [{"from": {"cidr": "10.0.0.0/8"}, "to": {"fqdn": "example.com", "port": 443}}]
+    }))
+    .expect("shape");
+    let err = generate(&inventory(), &nowhere, &options(true))
+        .expect_err("no workload end")
+        .to_string();
+    assert!(
+        err.contains("flows[0]") && err.contains("workload"),
+        "{err}"
+    );
     let typo = serde_json::from_value::<TrafficFile>(
         serde_json::json!({"flows": [{"from": {"workload": "web"}, "too": {}}]}),
     );

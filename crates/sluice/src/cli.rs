@@ -26,6 +26,8 @@ pub enum Command {
     /// NetworkPolicy: evaluate, explain, generate, render, lint and diff.
     #[command(subcommand)]
     Netpol(crate::netpol::NetpolCommand),
+    /// Print the CustomResourceDefinitions (StageSet, Project) as a YAML stream.
+    Crds,
 }
 
 /// Output format of rendered manifests.

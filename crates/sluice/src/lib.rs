@@ -42,6 +42,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         cli::Command::Build(args) => build::run(*args, &cli.logging).map(|()| ExitCode::SUCCESS),
         cli::Command::Netpol(command) => netpol::run(command),
+        cli::Command::Crds => {
+            print!("{}", sluice_api::crds_yaml());
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -240,6 +240,37 @@ class BadValues(unittest.TestCase):
                                                      "defaultDeny": {"enabled": True}}}, "must come after the allowlists")
 
 
+class Passthrough(unittest.TestCase):
+    def controller_policy(self, values):
+        for o in policies(render(values)):
+            if o["metadata"]["name"].endswith("-controller"):
+                return o["spec"]
+        raise AssertionError("no controller policy")
+
+    def test_verbatim_rules_are_appended_for_each_engine(self):
+        extra_ingress = {"ports": [{"protocol": "TCP", "port": 7000}],
+                         "from": [{"namespaceSelector": {"matchLabels": {"team": "ops"}}}]}
+        spec = self.controller_policy({"networkPolicy": {"enabled": True, "additionalIngress": [extra_ingress]}})
+        self.assertEqual(spec["ingress"][-1], extra_ingress)
+        cilium_rule = {"fromEndpoints": [{"matchLabels": {"app.kubernetes.io/name": "flagger"}}]}
+        cilium_egress = {"toFQDNs": [{"matchName": "bucket.example.com"}],
+                         "toPorts": [{"ports": [{"port": "443", "protocol": "TCP"}]}]}
+        spec = self.controller_policy({"networkPolicy": {
+            "enabled": True, "engine": "cilium",
+            "egress": {"enabled": True, "apiserver": {"cidrs": ["10.0.0.1/32"]}},
+            "cilium": {"ingress": [cilium_rule], "egress": [cilium_egress]}}})
+        self.assertEqual(spec["ingress"][-1], cilium_rule)
+        self.assertEqual(spec["egress"][-1], cilium_egress)
+        calico_rule = {"action": "Allow", "protocol": "TCP", "destination": {"ports": [7000]}}
+        spec = self.controller_policy({"networkPolicy": {"enabled": True, "engine": "calico",
+                                                         "calico": {"ingress": [calico_rule]}}})
+        self.assertEqual(spec["ingress"][-1], calico_rule)
+        # The kubernetes-only knobs do not leak into other engines' policies.
+        spec = self.controller_policy({"networkPolicy": {"enabled": True, "engine": "calico",
+                                                         "additionalIngress": [extra_ingress]}})
+        self.assertNotIn(extra_ingress, spec["ingress"])
+
+
 # The synthetic cluster of the semantics test.
 PODS = {
     "controller": (NAMESPACE, {"app.kubernetes.io/name": "sluice", "app.kubernetes.io/instance": RELEASE,

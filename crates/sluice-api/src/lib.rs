@@ -7,9 +7,9 @@ mod stageset;
 
 pub use project::{ClusterKind, Project, ProjectRole, ProjectSpec, ProjectStatus};
 pub use stageset::{
-    Condition, ConflictAction, ConflictPolicy, ConflictRule, ConflictTarget, Engine, GitSource, HttpSource,
-    InlineSource, NamespacedName, ObjectRef, ReadyChecks, ReadyExpr, SourceKind, SourceRef, Stage,
-    StagePhase, StageSet, StageSetSpec, StageSetStatus, StageStatus,
+    Condition, ConflictAction, ConflictPolicy, ConflictRule, ConflictTarget, Engine, GitSource,
+    HttpSource, InlineSource, NamespacedName, ObjectRef, ReadyChecks, ReadyExpr, SourceKind,
+    SourceRef, Stage, StagePhase, StageSet, StageSetSpec, StageSetStatus, StageStatus,
 };
 
 use kube::CustomResourceExt;

@@ -49,7 +49,10 @@ pub struct ClusterKind {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProjectRole {
     /// Role name.
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub name: String,
     /// Human description.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -82,7 +82,10 @@ pub struct NamespacedName {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Stage {
     /// Unique within the StageSet (a DNS label).
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub name: String,
     /// A Flux source object whose `status.artifact` is fetched.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -367,8 +370,8 @@ pub struct StageStatus {
     /// What happened.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
-    /// Where the inventory lives: ConfigMaps in the StageSet's namespace (sharded, so a large
-    /// stage never overflows one object's size limit).
+    /// Where the inventory lives: ConfigMaps in the controller's namespace (sharded, so a large
+    /// stage never overflows one object's size limit, and tenants cannot edit it).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inventory_refs: Vec<String>,
 }

@@ -100,10 +100,10 @@ impl<'a> Parser<'a> {
             let value = self.block_node(line.indent, 1)?;
             docs.push(value);
             explicit = false;
-            if let Some(next) = self.peek()? {
-                if !next.is_doc_marker() {
-                    return None;
-                }
+            if let Some(next) = self.peek()?
+                && !next.is_doc_marker()
+            {
+                return None;
             }
         }
     }
@@ -241,10 +241,11 @@ impl<'a> Parser<'a> {
             }
         };
         // A following line indented deeper would continue a multi-line scalar.
-        if let Some(next) = self.peek()? {
-            if next.indent > parent && !next.is_doc_marker() {
-                return None;
-            }
+        if let Some(next) = self.peek()?
+            && next.indent > parent
+            && !next.is_doc_marker()
+        {
+            return None;
         }
         Some(value)
     }

@@ -55,13 +55,13 @@ fn push_object(
         )));
     }
     let kind = map.get("kind").and_then(Value::as_str).unwrap_or_default();
-    if kind.ends_with("List") {
-        if let Some(Value::Array(items)) = map.remove("items") {
-            for item in items {
-                push_object(item, file, index, limits, out)?;
-            }
-            return Ok(());
+    if kind.ends_with("List")
+        && let Some(Value::Array(items)) = map.remove("items")
+    {
+        for item in items {
+            push_object(item, file, index, limits, out)?;
         }
+        return Ok(());
     }
     if out.len() >= limits.max_objects {
         tracing::warn!(security = 2, CWE = 400, "object limit reached");

@@ -68,10 +68,10 @@ pub(crate) fn version(tool: &Path, args: &[&str], cache_dir: &Path, sandbox: &Sa
             .join("; "),
         _ => return "unknown".to_owned(),
     };
-    if let Some(parent) = cached.parent() {
-        if std::fs::create_dir_all(parent).is_ok() {
-            let _ = std::fs::write(&cached, &version);
-        }
+    if let Some(parent) = cached.parent()
+        && std::fs::create_dir_all(parent).is_ok()
+    {
+        let _ = std::fs::write(&cached, &version);
     }
     version
 }

@@ -61,19 +61,19 @@ pub(crate) fn resolve_within(
             root.display()
         )));
     }
-    if let Ok(real) = joined.canonicalize() {
-        if !real.starts_with(root) {
-            tracing::warn!(
-                security = 3,
-                CWE = 59,
-                file = %shown(root, file).display(),
-                reference,
-                "symlink escape blocked"
-            );
-            return Err(Error::SymlinkEscape {
-                path: shown(root, &joined),
-            });
-        }
+    if let Ok(real) = joined.canonicalize()
+        && !real.starts_with(root)
+    {
+        tracing::warn!(
+            security = 3,
+            CWE = 59,
+            file = %shown(root, file).display(),
+            reference,
+            "symlink escape blocked"
+        );
+        return Err(Error::SymlinkEscape {
+            path: shown(root, &joined),
+        });
     }
     Ok(joined)
 }

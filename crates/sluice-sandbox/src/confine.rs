@@ -171,10 +171,10 @@ impl ChildConfinement {
                 ));
             }
         }
-        if let Some(program) = &self.seccomp {
-            if !program.is_empty() {
-                seccompiler::apply_filter(program).map_err(std::io::Error::other)?;
-            }
+        if let Some(program) = &self.seccomp
+            && !program.is_empty()
+        {
+            seccompiler::apply_filter(program).map_err(std::io::Error::other)?;
         }
         Ok(())
     }

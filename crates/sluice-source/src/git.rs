@@ -327,10 +327,11 @@ fn normalize_url(url: &str) -> Result<String> {
         });
     }
     // scp-like `git@host:org/repo.git`
-    if let Some((user_host, _)) = url.split_once(':') {
-        if user_host.contains('@') && !user_host.contains('/') {
-            return Ok(url.to_owned());
-        }
+    if let Some((user_host, _)) = url.split_once(':')
+        && user_host.contains('@')
+        && !user_host.contains('/')
+    {
+        return Ok(url.to_owned());
     }
     let path = Path::new(url);
     if path.exists() {

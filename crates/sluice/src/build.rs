@@ -266,7 +266,7 @@ fn credentials(args: &CredentialArgs) -> anyhow::Result<Credentials> {
     Ok(Credentials::None)
 }
 
-fn default_cache_dir() -> anyhow::Result<PathBuf> {
+pub(crate) fn default_cache_dir() -> anyhow::Result<PathBuf> {
     if let Some(xdg) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
         return Ok(PathBuf::from(xdg).join("sluice"));
     }

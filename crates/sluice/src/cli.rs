@@ -26,6 +26,8 @@ pub enum Command {
     /// NetworkPolicy: evaluate, explain, generate, render, lint and diff.
     #[command(subcommand)]
     Netpol(crate::netpol::NetpolCommand),
+    /// Plan a StageSet offline: pin every stage's source, render in order, check the Project.
+    Plan(Box<crate::plan::PlanArgs>),
     /// Print the CustomResourceDefinitions (StageSet, Project) as a YAML stream.
     Crds,
 }

@@ -4,6 +4,7 @@ mod build;
 mod cli;
 mod logging;
 mod netpol;
+mod plan;
 mod progress;
 
 use std::process::ExitCode;
@@ -42,6 +43,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         cli::Command::Build(args) => build::run(*args, &cli.logging).map(|()| ExitCode::SUCCESS),
         cli::Command::Netpol(command) => netpol::run(command),
+        cli::Command::Plan(args) => plan::run(*args),
         cli::Command::Crds => {
             print!("{}", sluice_api::crds_yaml());
             Ok(ExitCode::SUCCESS)

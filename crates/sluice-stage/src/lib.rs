@@ -4,6 +4,7 @@
 
 pub mod bounds;
 pub mod error;
+pub mod health;
 pub mod load;
 pub mod order;
 pub mod plan;

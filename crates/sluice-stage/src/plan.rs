@@ -80,6 +80,58 @@ struct Resolved {
     url: Option<String>,
 }
 
+/// A stage's source, resolved and pinned.
+#[derive(Debug, Clone)]
+pub struct Pinned {
+    /// The source at exactly the pinned revision.
+    pub spec: SourceSpec,
+    /// The pinned revision (`main@sha1:…`, `sha256:…`, `local@sha256:…`).
+    pub revision: String,
+    /// Where it comes from, credentials redacted.
+    pub shown: String,
+    /// The URL a Project's sourceUrls must allow (`None` for local stand-ins).
+    pub url: Option<String>,
+}
+
+/// Resolves a stage's source and pins it to what is there now.
+pub fn pin_stage(stage: &Stage, namespace: &str, options: &PlanOptions) -> Result<Pinned, String> {
+    let resolved = resolve(stage, namespace, options)?;
+    let fetched =
+        fetch(&resolved.spec, &FetchOptions::new(&options.cache_dir)).map_err(|e| e.to_string())?;
+    let revision = match &resolved.spec {
+        SourceSpec::Local(dir) => tree_digest(dir)
+            .map(|d| format!("local@sha256:{d}"))
+            .unwrap_or_else(|_| fetched.revision.clone()),
+        _ => fetched.revision.clone(),
+    };
+    Ok(Pinned {
+        spec: pin_spec(resolved.spec, &fetched.revision),
+        revision,
+        shown: resolved.shown,
+        url: resolved.url,
+    })
+}
+
+/// Renders a stage from its pinned source; returns the objects and the engine's name.
+pub fn render_stage(
+    stage: &Stage,
+    pinned: &SourceSpec,
+    options: &PlanOptions,
+    release_name: &str,
+    namespace: &str,
+) -> Result<(Vec<serde_json::Value>, &'static str), String> {
+    let mut request = RenderRequest::new(pinned.clone(), &options.cache_dir);
+    request.path = PathBuf::from(stage.path.clone().unwrap_or_default());
+    request.tools = options.tools.clone();
+    request.helm.release_name = release_name.to_owned();
+    request.helm.namespace = namespace.to_owned();
+    if let Some(engine) = stage.engine {
+        request.engine = EngineChoice::Fixed(render_engine(engine));
+    }
+    let rendered = sluice_render::render(&request).map_err(|e| e.to_string())?;
+    Ok((rendered.objects, rendered.engine.name()))
+}
+
 /// Plans `stageset`: pins every stage's source first, then renders stage by stage.
 pub fn plan(stageset: &StageSet, bundle: &Bundle, options: &PlanOptions) -> Plan {
     let namespace = stageset
@@ -139,7 +191,7 @@ pub fn plan(stageset: &StageSet, bundle: &Bundle, options: &PlanOptions) -> Plan
             objects: Vec::new(),
             problems: Vec::new(),
         };
-        let pin = match resolve(stage, &namespace, options) {
+        let pin = match pin_stage(stage, &namespace, options) {
             Err(message) => {
                 stage_plan.source = describe_unresolved(stage);
                 stage_plan
@@ -147,29 +199,15 @@ pub fn plan(stageset: &StageSet, bundle: &Bundle, options: &PlanOptions) -> Plan
                     .push(format!("SourceNotReady: {message}"));
                 None
             }
-            Ok(resolved) => {
-                stage_plan.source = resolved.shown.clone();
-                if let (Some(b), Some(url)) = (&bounds, &resolved.url)
+            Ok(pinned) => {
+                stage_plan.source = pinned.shown.clone();
+                stage_plan.revision = Some(pinned.revision.clone());
+                if let (Some(b), Some(url)) = (&bounds, &pinned.url)
                     && let Some(why) = b.check_source(url)
                 {
                     stage_plan.problems.push(format!("ProjectViolation: {why}"));
                 }
-                match fetch(&resolved.spec, &FetchOptions::new(&options.cache_dir)) {
-                    Ok(fetched) => {
-                        let revision = match &resolved.spec {
-                            SourceSpec::Local(dir) => tree_digest(dir)
-                                .map(|d| format!("local@sha256:{d}"))
-                                .unwrap_or_else(|_| fetched.revision.clone()),
-                            _ => fetched.revision.clone(),
-                        };
-                        stage_plan.revision = Some(revision);
-                        Some(pin_spec(resolved.spec, &fetched.revision))
-                    }
-                    Err(e) => {
-                        stage_plan.problems.push(format!("SourceNotReady: {e}"));
-                        None
-                    }
-                }
+                Some(pinned.spec)
             }
         };
         pinned.push(pin);
@@ -181,23 +219,16 @@ pub fn plan(stageset: &StageSet, bundle: &Bundle, options: &PlanOptions) -> Plan
     let mut scopes = Scopes::default();
     for ((stage, stage_plan), pin) in spec.stages.iter().zip(&mut result.stages).zip(pinned) {
         let Some(source) = pin else { continue };
-        let mut request = RenderRequest::new(source, &options.cache_dir);
-        request.path = PathBuf::from(stage.path.clone().unwrap_or_default());
-        request.tools = options.tools.clone();
-        request.helm.release_name = name.clone();
-        request.helm.namespace = default_namespace.clone();
-        if let Some(engine) = stage.engine {
-            request.engine = EngineChoice::Fixed(render_engine(engine));
-        }
-        let rendered = match sluice_render::render(&request) {
-            Ok(r) => r,
-            Err(e) => {
-                stage_plan.problems.push(format!("RenderFailed: {e}"));
-                continue;
-            }
-        };
-        stage_plan.engine = Some(rendered.engine.name().to_owned());
-        match prepare(&rendered.objects, &mut scopes, &default_namespace) {
+        let (objects, engine) =
+            match render_stage(stage, &source, options, &name, &default_namespace) {
+                Ok(r) => r,
+                Err(e) => {
+                    stage_plan.problems.push(format!("RenderFailed: {e}"));
+                    continue;
+                }
+            };
+        stage_plan.engine = Some(engine.to_owned());
+        match prepare(&objects, &mut scopes, &default_namespace) {
             Err(e) => stage_plan.problems.push(format!("RenderFailed: {e}")),
             Ok(objects) => {
                 if let Some(b) = &bounds {

@@ -305,6 +305,12 @@ pub struct StageSetStatus {
     /// Per-stage progress.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stages: Vec<StageStatus>,
+    /// RFC 3339 start of the current (or last) run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_started_at: Option<String>,
+    /// RFC 3339 end of the last run that succeeded (the next resync is `interval` later).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_succeeded_at: Option<String>,
 }
 
 /// A condition (the `metav1.Condition` shape).

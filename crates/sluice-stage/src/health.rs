@@ -54,15 +54,27 @@ fn condition_message(object: &Value, kind: &str) -> String {
 }
 
 /// `observedGeneration` behind `generation`: the object's controller has not seen the change.
+/// Objects whose status has no `observedGeneration` (ConfigMaps, most third-party kinds) are
+/// not judged by it, as in kstatus.
 fn stale(object: &Value) -> Option<Health> {
     let generation = int(&object["metadata"]["generation"])?;
-    let observed = int(&object["status"]["observedGeneration"]);
-    match observed {
-        Some(o) if o >= generation => None,
-        _ => Some(Health::InProgress(format!(
+    let observed = int(&object["status"]["observedGeneration"])?;
+    (observed < generation).then(|| {
+        Health::InProgress(format!(
             "waiting for the controller to observe generation {generation}"
-        ))),
+        ))
+    })
+}
+
+/// For the workload kinds a missing `observedGeneration` means the controller has not
+/// looked at the object at all yet.
+fn unobserved(object: &Value) -> Option<Health> {
+    if object["status"]["observedGeneration"].is_null() {
+        return Some(Health::InProgress(
+            "waiting for the controller to report status".into(),
+        ));
     }
+    stale(object)
 }
 
 /// Health by the built-in rules (without CEL).
@@ -110,7 +122,7 @@ fn replicas(object: &Value) -> i64 {
 }
 
 fn deployment(d: &Value) -> Health {
-    if let Some(h) = stale(d) {
+    if let Some(h) = unobserved(d) {
         return h;
     }
     if condition_is(d, "Progressing", "False")
@@ -146,7 +158,7 @@ fn deployment(d: &Value) -> Health {
 }
 
 fn statefulset(s: &Value) -> Health {
-    if let Some(h) = stale(s) {
+    if let Some(h) = unobserved(s) {
         return h;
     }
     let want = replicas(s);
@@ -186,7 +198,7 @@ fn statefulset(s: &Value) -> Health {
 }
 
 fn daemonset(d: &Value) -> Health {
-    if let Some(h) = stale(d) {
+    if let Some(h) = unobserved(d) {
         return h;
     }
     let status = &d["status"];

@@ -112,6 +112,17 @@ pub fn pin_stage(stage: &Stage, namespace: &str, options: &PlanOptions) -> Resul
     })
 }
 
+/// The source of a stage at a revision pinned earlier (a run resumed after a restart renders
+/// exactly what it pinned, even if the branch has moved since).
+pub fn spec_at(
+    stage: &Stage,
+    namespace: &str,
+    options: &PlanOptions,
+    revision: &str,
+) -> Result<SourceSpec, String> {
+    Ok(pin_spec(resolve(stage, namespace, options)?.spec, revision))
+}
+
 /// Renders a stage from its pinned source; returns the objects and the engine's name.
 pub fn render_stage(
     stage: &Stage,

@@ -1,0 +1,538 @@
+//! The reconciler end to end against the in-memory cluster, with real Git repositories and the
+//! real renderer. The test plays the kubelet and the Deployment controller by writing status.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Duration as Span, Utc};
+use serde_json::{Value, json};
+use sluice_api::{StagePhase, StageSet};
+use sluice_controller::cluster::{Cluster, ObjectKey};
+use sluice_controller::memory::MemoryCluster;
+use sluice_controller::reconcile::{FINALIZER, Reconciler};
+use sluice_stage::plan::PlanOptions;
+use sluice_testkit::commit_all;
+
+const CONTROLLER: &str = "system:serviceaccount:sluice-system:sluice-controller";
+const TENANT: &str = "system:serviceaccount:shop:deployer";
+
+fn deployment(name: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}}}\nspec:\n  replicas: 1\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec: {{containers: [{{name: c, image: 'example/{name}:1'}}]}}\n"
+    )
+}
+
+fn config_map(name: &str, value: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{value: '{value}'}}\n"
+    )
+}
+
+struct World {
+    dir: tempfile::TempDir,
+    cluster: MemoryCluster,
+    clock: std::cell::Cell<DateTime<Utc>>,
+}
+
+impl World {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tmp");
+        let w = Self {
+            dir,
+            cluster: MemoryCluster::default(),
+            clock: std::cell::Cell::new(
+                DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z")
+                    .expect("time")
+                    .with_timezone(&Utc),
+            ),
+        };
+        w.write("db/db.yaml", &deployment("db"));
+        w.write("api/api.yaml", &deployment("api"));
+        w.write(
+            "web/web.yaml",
+            &format!(
+                "{}---\n{}",
+                config_map("web", "v1"),
+                config_map("extra", "x")
+            ),
+        );
+        commit_all(&w.repo(), "first");
+        w.cluster.allow(
+            CONTROLLER,
+            &["get", "create", "patch", "delete"],
+            "ConfigMap",
+            Some("sluice-system"),
+        );
+        w.cluster.allow(CONTROLLER, &["get"], "StageSet", None);
+        w.cluster.allow(CONTROLLER, &["get"], "Project", None);
+        w.cluster.allow(TENANT, &["*"], "*", Some("shop"));
+        w
+    }
+
+    fn repo(&self) -> PathBuf {
+        self.dir.path().join("repo")
+    }
+
+    fn write(&self, path: &str, body: &str) {
+        let p = self.repo().join(path);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, body).expect("write");
+    }
+
+    fn reconciler(&self) -> Reconciler<'_, MemoryCluster> {
+        Reconciler::new(
+            &self.cluster,
+            PlanOptions {
+                cache_dir: self.dir.path().join("cache"),
+                sources_dir: None,
+                base_dir: self.dir.path().to_path_buf(),
+                tools: Default::default(),
+            },
+            "sluice-system",
+            CONTROLLER,
+        )
+    }
+
+    fn stageset(&self, extra: Value) -> StageSet {
+        let url = format!("file://{}", self.repo().display());
+        let stage = |name: &str| json!({"name": name, "source": {"git": {"url": url, "ref": "main"}}, "path": name});
+        let mut spec = json!({
+            "serviceAccountName": "deployer",
+            "interval": "10m",
+            "retryInterval": "1m",
+            "timeout": "5m",
+            "stages": [stage("db"), stage("api"), stage("web")],
+        });
+        if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                s.insert(k.clone(), v.clone());
+            }
+        }
+        serde_json::from_value(json!({
+            "apiVersion": "sluice.dev/v1alpha1", "kind": "StageSet",
+            "metadata": {"name": "webshop", "namespace": "shop", "generation": 1},
+            "spec": spec,
+        }))
+        .expect("stageset")
+    }
+
+    fn key(kind: &str, name: &str) -> ObjectKey {
+        let api_version = if kind == "Deployment" {
+            "apps/v1"
+        } else {
+            "v1"
+        };
+        ObjectKey {
+            api_version: api_version.into(),
+            kind: kind.into(),
+            namespace: Some("shop".into()),
+            name: name.into(),
+        }
+    }
+
+    fn exists(&self, kind: &str, name: &str) -> bool {
+        self.cluster.peek(&Self::key(kind, name)).is_some()
+    }
+
+    fn rolled_out(&self, name: &str) {
+        self.cluster.set_status(
+            &Self::key("Deployment", name),
+            json!({"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1, "availableReplicas": 1, "readyReplicas": 1}),
+        );
+    }
+
+    fn later(&self, seconds: i64) {
+        self.clock.set(self.clock.get() + Span::seconds(seconds));
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.clock.get()
+    }
+}
+
+fn condition(s: &StageSet, kind: &str) -> Option<(String, String, String)> {
+    s.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == kind)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+fn phases(s: &StageSet) -> Vec<StagePhase> {
+    s.status
+        .as_ref()
+        .map(|st| st.stages.iter().map(|x| x.phase).collect())
+        .unwrap_or_default()
+}
+
+fn converge(w: &World, r: &Reconciler<'_, MemoryCluster>, s: &mut StageSet) {
+    r.reconcile(s, w.now());
+    w.rolled_out("db");
+    w.later(2);
+    r.reconcile(s, w.now());
+    w.rolled_out("api");
+    w.later(2);
+    r.reconcile(s, w.now());
+    assert_eq!(
+        condition(s, "Ready").map(|c| c.1),
+        Some("Succeeded".into()),
+        "{:?}",
+        s.status
+    );
+}
+
+#[test]
+fn stages_start_only_after_the_previous_one_is_ready() {
+    let w = World::new();
+    let r = w.reconciler();
+    let mut s = w.stageset(json!({}));
+    r.reconcile(&mut s, w.now());
+    assert!(
+        s.metadata
+            .finalizers
+            .as_ref()
+            .is_some_and(|f| f.iter().any(|x| x == FINALIZER))
+    );
+    assert!(w.exists("Deployment", "db"));
+    assert!(
+        !w.exists("Deployment", "api"),
+        "stage 2 must wait for stage 1"
+    );
+    assert_eq!(
+        phases(&s),
+        [
+            StagePhase::Waiting,
+            StagePhase::Pending,
+            StagePhase::Pending
+        ]
+    );
+    assert_eq!(
+        condition(&s, "Reconciling").map(|c| c.0),
+        Some("True".into())
+    );
+    let db = w.cluster.peek(&World::key("Deployment", "db")).expect("db");
+    assert_eq!(db["metadata"]["labels"]["sluice.dev/stage"], "db");
+
+    w.later(2);
+    r.reconcile(&mut s, w.now());
+    assert!(!w.exists("Deployment", "api"), "db still not ready");
+
+    w.rolled_out("db");
+    w.later(2);
+    r.reconcile(&mut s, w.now());
+    assert!(w.exists("Deployment", "api"));
+    assert!(
+        !w.exists("ConfigMap", "web"),
+        "stage 3 must wait for stage 2"
+    );
+    assert_eq!(
+        phases(&s),
+        [StagePhase::Ready, StagePhase::Waiting, StagePhase::Pending]
+    );
+
+    w.rolled_out("api");
+    w.later(2);
+    let next = r.reconcile(&mut s, w.now());
+    assert!(w.exists("ConfigMap", "web"));
+    assert_eq!(phases(&s), [StagePhase::Ready; 3]);
+    assert_eq!(
+        condition(&s, "Ready").map(|c| (c.0, c.1)),
+        Some(("True".into(), "Succeeded".into()))
+    );
+    assert_eq!(condition(&s, "Reconciling"), None);
+    assert_eq!(next, std::time::Duration::from_secs(600));
+    let status = s.status.as_ref().expect("status");
+    assert_eq!(status.observed_generation, Some(1));
+    assert_eq!(status.stages[2].objects, 2);
+    assert!(
+        status
+            .revisions
+            .values()
+            .all(|r| r.starts_with("main@sha1:"))
+    );
+}
+
+#[test]
+fn a_failing_stage_leaves_later_stages_untouched() {
+    let w = World::new();
+    let r = w.reconciler();
+    let mut s = w.stageset(json!({}));
+    r.reconcile(&mut s, w.now());
+    w.rolled_out("db");
+    w.later(2);
+    r.reconcile(&mut s, w.now());
+    w.cluster.set_status(
+        &World::key("Deployment", "api"),
+        json!({"observedGeneration": 1, "conditions": [{"type": "Progressing", "status": "False",
+               "reason": "ProgressDeadlineExceeded", "message": "ReplicaSet api-1 has timed out progressing."}]}),
+    );
+    w.later(2);
+    r.reconcile(&mut s, w.now());
+    assert_eq!(
+        phases(&s),
+        [StagePhase::Ready, StagePhase::Failed, StagePhase::Pending]
+    );
+    let (status, reason, message) = condition(&s, "Ready").expect("ready");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "HealthCheckFailed")
+    );
+    assert!(
+        message.contains("stage api") && message.contains("timed out"),
+        "{message}"
+    );
+    assert_eq!(condition(&s, "Stalled").map(|c| c.0), Some("True".into()));
+    assert!(!w.exists("ConfigMap", "web"));
+    // Retried only after retryInterval.
+    w.later(10);
+    r.reconcile(&mut s, w.now());
+    assert!(!w.exists("ConfigMap", "web"));
+}
+
+#[test]
+fn a_stage_times_out() {
+    let w = World::new();
+    let r = w.reconciler();
+    let mut s = w.stageset(json!({"timeout": "30s"}));
+    r.reconcile(&mut s, w.now());
+    w.later(31);
+    r.reconcile(&mut s, w.now());
+    let (_, reason, message) = condition(&s, "Ready").expect("ready");
+    assert_eq!(reason, "HealthCheckFailed");
+    assert!(message.contains("not ready after 30s"), "{message}");
+}
+
+#[test]
+fn objects_that_leave_a_stage_are_pruned_and_prune_false_keeps_them() {
+    let w = World::new();
+    let r = w.reconciler();
+    let mut s = w.stageset(json!({}));
+    converge(&w, &r, &mut s);
+    assert!(w.exists("ConfigMap", "extra"));
+    w.write("web/web.yaml", &config_map("web", "v2"));
+    commit_all(&w.repo(), "drop extra");
+    w.later(601);
+    r.reconcile(&mut s, w.now());
+    assert!(!w.exists("ConfigMap", "extra"), "pruned");
+    let web = w
+        .cluster
+        .peek(&World::key("ConfigMap", "web"))
+        .expect("web");
+    assert_eq!(web["data"]["value"], "v2");
+
+    // The same with prune off: the object stays.
+    let w = World::new();
+    let r = w.reconciler();
+    let mut s = w.stageset(json!({}));
+    s.spec.stages[2].prune = false;
+    converge(&w, &r, &mut s);
+    w.write("web/web.yaml", &config_map("web", "v2"));
+    commit_all(&w.repo(), "drop extra");
+    w.later(601);
+    r.reconcile(&mut s, w.now());
+    assert!(w.exists("ConfigMap", "extra"), "prune: false keeps it");
+}
+
+#[test]
+fn an_unchanged_stageset_re_renders_and_writes_nothing_but_corrects_drift() {
+    let w = World::new();
+    let r = w.reconciler();
+    let mut s = w.stageset(json!({}));
+    converge(&w, &r, &mut s);
+    let writes = w.cluster.writes().len();
+    let renders = r.renders();
+    for _ in 0..3 {
+        w.later(601);
+        let before = s.status.clone();
+        r.reconcile(&mut s, w.now());
+        assert_eq!(
+            s.status.as_ref().map(|x| &x.conditions),
+            before.as_ref().map(|x| &x.conditions)
+        );
+    }
+    assert_eq!(
+        w.cluster.writes().len(),
+        writes,
+        "no-op resyncs wrote: {:?}",
+        &w.cluster.writes()[writes..]
+    );
+    assert_eq!(r.renders(), renders, "no re-render for unchanged revisions");
+
+    // Someone edits the ConfigMap by hand: the next resync puts it back, with one write.
+    w.cluster.allow("admin", &["*"], "*", None);
+    w.cluster
+        .apply("admin", &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web", "namespace": "shop"}, "data": {"value": "hacked"}}))
+        .expect("hand edit");
+    assert_eq!(
+        w.cluster
+            .peek(&World::key("ConfigMap", "web"))
+            .expect("web")["data"]["value"],
+        "hacked"
+    );
+    let writes = w.cluster.writes().len();
+    w.later(601);
+    r.reconcile(&mut s, w.now());
+    let web = w
+        .cluster
+        .peek(&World::key("ConfigMap", "web"))
+        .expect("web");
+    assert_eq!(web["data"]["value"], "v1");
+    assert_eq!(w.cluster.writes().len(), writes + 1);
+}
+
+#[test]
+fn revisions_are_pinned_for_the_whole_run() {
+    let w = World::new();
+    let r = w.reconciler();
+    let mut s = w.stageset(json!({}));
+    r.reconcile(&mut s, w.now());
+    let pinned = s.status.as_ref().expect("status").revisions.clone();
+    // A commit lands while stage 1 is rolling out.
+    w.write("web/web.yaml", &config_map("web", "mid-run"));
+    let new_sha = commit_all(&w.repo(), "mid-run");
+    w.rolled_out("db");
+    w.later(2);
+    r.reconcile(&mut s, w.now());
+    w.rolled_out("api");
+    w.later(2);
+    r.reconcile(&mut s, w.now());
+    let web = w
+        .cluster
+        .peek(&World::key("ConfigMap", "web"))
+        .expect("web");
+    assert_eq!(
+        web["data"]["value"], "v1",
+        "this run renders what it pinned"
+    );
+    assert_eq!(s.status.as_ref().expect("status").revisions, pinned);
+    // The next run picks the commit up.
+    w.later(601);
+    r.reconcile(&mut s, w.now());
+    let web = w
+        .cluster
+        .peek(&World::key("ConfigMap", "web"))
+        .expect("web");
+    assert_eq!(web["data"]["value"], "mid-run");
+    assert!(s.status.as_ref().expect("status").revisions["web"].ends_with(&new_sha));
+}
+
+#[test]
+fn suspend_and_depends_on() {
+    let w = World::new();
+    let r = w.reconciler();
+    let mut s = w.stageset(json!({"suspend": true}));
+    r.reconcile(&mut s, w.now());
+    assert_eq!(
+        condition(&s, "Ready").map(|c| c.1),
+        Some("Suspended".into())
+    );
+    assert!(w.cluster.writes().is_empty(), "{:?}", w.cluster.writes());
+
+    let mut s = w.stageset(json!({"dependsOn": [{"name": "database"}]}));
+    r.reconcile(&mut s, w.now());
+    let (_, reason, message) = condition(&s, "Ready").expect("ready");
+    assert_eq!(reason, "DependencyNotReady");
+    assert!(message.contains("shop/database"), "{message}");
+    assert!(!w.exists("Deployment", "db"));
+    // The dependency becomes Ready at its observed generation.
+    let dep = ObjectKey {
+        api_version: "sluice.dev/v1alpha1".into(),
+        kind: "StageSet".into(),
+        namespace: Some("shop".into()),
+        name: "database".into(),
+    };
+    w.cluster.allow("admin", &["*"], "*", None);
+    w.cluster
+        .apply("admin", &json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "StageSet", "metadata": {"name": "database", "namespace": "shop"}, "spec": {}}))
+        .expect("apply");
+    w.cluster.set_status(
+        &dep,
+        json!({"observedGeneration": 1, "conditions": [{"type": "Ready", "status": "True"}]}),
+    );
+    r.reconcile(&mut s, w.now());
+    assert!(w.exists("Deployment", "db"));
+}
+
+#[test]
+fn a_service_account_without_rights_gets_the_403_in_the_condition() {
+    let w = World::new();
+    let r = w.reconciler();
+    let mut s = w.stageset(json!({"serviceAccountName": "nobody"}));
+    r.reconcile(&mut s, w.now());
+    let (status, reason, message) = condition(&s, "Ready").expect("ready");
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "ApplyFailed"));
+    assert!(
+        message.contains("forbidden") && message.contains("system:serviceaccount:shop:nobody"),
+        "{message}"
+    );
+    assert!(!w.exists("Deployment", "db"));
+}
+
+#[test]
+fn a_project_violation_applies_nothing() {
+    let w = World::new();
+    w.write("db/db.yaml", &format!("{}---\n{}", deployment("db"), "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: sneaky, namespace: kube-system}\ndata: {}\n"));
+    commit_all(&w.repo(), "sneaky");
+    w.cluster.allow("admin", &["*"], "*", None);
+    w.cluster
+        .apply("admin", &json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Project", "metadata": {"name": "shop"},
+                                "spec": {"sourceUrls": ["file://**"], "destinationNamespaces": ["shop"]}}))
+        .expect("project");
+    let r = w.reconciler();
+    let mut s = w.stageset(json!({"project": "shop"}));
+    r.reconcile(&mut s, w.now());
+    let (_, reason, message) = condition(&s, "Ready").expect("ready");
+    assert_eq!(reason, "ProjectViolation");
+    assert!(
+        message.contains("ConfigMap kube-system/sneaky"),
+        "{message}"
+    );
+    assert!(
+        !w.exists("Deployment", "db"),
+        "nothing of the stage is applied"
+    );
+}
+
+#[test]
+fn deletion_tears_stages_down_in_reverse_order() {
+    let w = World::new();
+    let r = w.reconciler();
+    let mut s = w.stageset(json!({}));
+    s.spec.stages[0].prune = false;
+    converge(&w, &r, &mut s);
+    let before = w.cluster.writes().len();
+    s.metadata.deletion_timestamp = Some(k8s_time());
+    r.reconcile(&mut s, w.now());
+    let deletes: Vec<String> = w.cluster.writes()[before..]
+        .iter()
+        .filter(|x| x.starts_with("delete") && !x.contains("sluice-system"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        deletes,
+        [
+            "delete ConfigMap shop/extra",
+            "delete ConfigMap shop/web",
+            "delete Deployment shop/api"
+        ],
+        "stage 3, then stage 2; stage 1 has prune: false"
+    );
+    assert!(w.exists("Deployment", "db"));
+    assert!(
+        !s.metadata
+            .finalizers
+            .as_ref()
+            .is_some_and(|f| f.iter().any(|x| x == FINALIZER))
+    );
+    assert!(
+        w.cluster
+            .keys()
+            .iter()
+            .all(|k| k.namespace.as_deref() != Some("sluice-system")),
+        "inventories removed"
+    );
+}
+
+fn k8s_time() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
+    serde_json::from_value(json!("2026-11-22T11:00:00Z")).expect("time")
+}

@@ -44,3 +44,48 @@ pub fn read(shards: &[Value]) -> Vec<ObjectKey> {
         .filter_map(ObjectKey::decode)
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_stages_shard_and_read_back_in_order() {
+        let keys: Vec<ObjectKey> = (0..20_000)
+            .map(|i| ObjectKey {
+                api_version: "apps/v1".into(),
+                kind: "Deployment".into(),
+                namespace: Some(format!("team-{}", i % 7)),
+                name: format!("a-rather-long-deployment-name-for-the-shard-test-{i:06}"),
+            })
+            .collect();
+        let shards = shards("sluice-system", "shop.webshop", "app", &keys);
+        assert!(shards.len() > 1, "20k keys need several shards");
+        for (i, s) in shards.iter().enumerate() {
+            let data = s["data"]["objects"].as_str().expect("data");
+            assert!(
+                data.len() <= SHARD_BYTES,
+                "shard {i} is {} bytes",
+                data.len()
+            );
+            assert_eq!(
+                s["metadata"]["name"],
+                format!("sluice-inv-shop.webshop.app-{i}")
+            );
+        }
+        assert_eq!(read(&shards), keys);
+        // An empty stage still has one (empty) shard, so its inventory is known to be empty.
+        let empty = super::shards("ns", "o", "s", &[]);
+        assert_eq!(empty.len(), 1);
+        assert!(read(&empty).is_empty());
+        // Cluster-scoped keys round-trip without a namespace.
+        let crd = ObjectKey {
+            api_version: "apiextensions.k8s.io/v1".into(),
+            kind: "CustomResourceDefinition".into(),
+            namespace: None,
+            name: "widgets.example.com".into(),
+        };
+        assert_eq!(ObjectKey::decode(&crd.encode()), Some(crd));
+        assert_eq!(ObjectKey::decode("v1|ConfigMap|x"), None);
+    }
+}

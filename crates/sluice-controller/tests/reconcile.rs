@@ -536,3 +536,48 @@ fn deletion_tears_stages_down_in_reverse_order() {
 fn k8s_time() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
     serde_json::from_value(json!("2026-11-22T11:00:00Z")).expect("time")
 }
+
+#[test]
+fn custom_resources_wait_for_their_crd_to_be_established() {
+    let w = World::new();
+    w.write(
+        "db/db.yaml",
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w1}\nspec: {size: 1}\n---\napiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: widgets.example.com}\nspec:\n  group: example.com\n  names: {kind: Widget, plural: widgets}\n  scope: Namespaced\n  versions: [{name: v1, served: true, storage: true, schema: {openAPIV3Schema: {type: object}}}]\n",
+    );
+    commit_all(&w.repo(), "crd");
+    w.cluster.allow(
+        TENANT,
+        &["get", "create", "patch", "delete"],
+        "CustomResourceDefinition",
+        None,
+    );
+    let r = w.reconciler();
+    let mut s = w.stageset(json!({}));
+    r.reconcile(&mut s, w.now());
+    let crd = ObjectKey {
+        api_version: "apiextensions.k8s.io/v1".into(),
+        kind: "CustomResourceDefinition".into(),
+        namespace: None,
+        name: "widgets.example.com".into(),
+    };
+    let widget = ObjectKey {
+        api_version: "example.com/v1".into(),
+        kind: "Widget".into(),
+        namespace: Some("shop".into()),
+        name: "w1".into(),
+    };
+    assert!(w.cluster.peek(&crd).is_some(), "the CRD goes first");
+    assert!(
+        w.cluster.peek(&widget).is_none(),
+        "the Widget waits for Established"
+    );
+    assert_eq!(phases(&s)[0], StagePhase::Applying);
+    w.cluster.set_status(
+        &crd,
+        json!({"conditions": [{"type": "Established", "status": "True"}]}),
+    );
+    w.later(2);
+    r.reconcile(&mut s, w.now());
+    assert!(w.cluster.peek(&widget).is_some());
+    assert_eq!(phases(&s)[0], StagePhase::Ready);
+}

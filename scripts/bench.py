@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""sluice benchmarks (see docs/benchmarks.md). Run: scripts/bench [--quick] [render|netpol]
+"""sluice benchmarks (see docs/benchmarks.md). Run: scripts/bench [--quick] [render|netpol|controller]
 
 1. plain engine vs `kubectl kustomize` on N generated Deployments (wall time, peak RSS);
 2. kustomize through `sluice build` (sandbox included) vs `kubectl kustomize` on an overlay;
@@ -20,7 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SLUICE = os.path.join(ROOT, "target", "release", "sluice")
 KUBECTL = shutil.which("kubectl")
 QUICK = "--quick" in sys.argv
-SECTIONS = [a for a in sys.argv[1:] if not a.startswith("-")] or ["render", "netpol"]
+SECTIONS = [a for a in sys.argv[1:] if not a.startswith("-")] or ["render", "netpol", "controller"]
 NETPOL_BENCH = os.path.join(ROOT, "target", "release", "examples", "netpol_bench")
 
 
@@ -169,6 +169,25 @@ def bench_netpol(work):
               f"{rss:.0f} | {naive} | {r['speedup']:.0f}x | {r['explain_us']:.1f} |")
 
 
+CONTROLLER_BENCH = os.path.join(ROOT, "target", "release", "examples", "controller_bench")
+
+
+def bench_controller(work):
+    """500 StageSets x 3 stages x 20 objects against the in-memory cluster."""
+    import json
+
+    print("\n### 5. Reconciler: converge from scratch, then a no-op resync (in-memory cluster)\n")
+    print("| StageSets | objects | converge s | converge CPU s | peak RSS MiB | resync CPU ms / StageSet | resync writes | renders |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for count in ([100] if QUICK else [100, 500]):
+        r = json.loads(subprocess.run([CONTROLLER_BENCH, str(count)], check=True,
+                                      capture_output=True, text=True).stdout)
+        if r["ready"] != count or r["resync_writes"] != 0:
+            sys.exit(f"controller bench: {r}")
+        print(f"| {count} | {r['objects']} | {r['converge_s']:.2f} | {r['converge_cpu_s']:.2f} | "
+              f"{r['peak_rss_mib']:.0f} | {r['resync_cpu_ms_per_stageset']:.2f} | {r['resync_writes']} | {r['renders']} |")
+
+
 def main():
     if not os.path.exists(SLUICE):
         sys.exit("build first: cargo build --release")
@@ -181,6 +200,8 @@ def main():
             bench_cached_git(work)
         if "netpol" in SECTIONS:
             bench_netpol(work)
+        if "controller" in SECTIONS:
+            bench_controller(work)
 
 
 if __name__ == "__main__":

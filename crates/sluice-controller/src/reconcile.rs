@@ -18,7 +18,7 @@ use sluice_stage::bounds::Bounds;
 use sluice_stage::health::{CelCheck, Health, health};
 use sluice_stage::load::parse_duration_ms;
 use sluice_stage::order::{Scopes, prepare};
-use sluice_stage::plan::{PlanOptions, pin_stage, render_stage, spec_at};
+use sluice_stage::plan::{Pinned, PlanOptions, pin_stage, render_stage, spec_at};
 
 use crate::cluster::{Cluster, ClusterError, ObjectKey};
 use crate::inventory;
@@ -41,7 +41,13 @@ pub struct Reconciler<'a, C: Cluster> {
     /// Rendered stages by (StageSet, stage, revision, stage spec).
     cache: Mutex<HashMap<String, Vec<Value>>>,
     renders: Mutex<u64>,
+    /// Sources pinned recently, by source: StageSets sharing a repository resolve it once
+    /// per [`PIN_TTL`] instead of once each.
+    pins: Mutex<HashMap<String, (DateTime<Utc>, Pinned)>>,
 }
+
+/// How long a pinned revision is reused for other stages naming the same source.
+pub const PIN_TTL: Duration = Duration::from_secs(10);
 
 /// What a stage step ended with.
 enum Step {
@@ -126,6 +132,7 @@ impl<'a, C: Cluster> Reconciler<'a, C> {
             controller_user: controller_user.into(),
             cache: Mutex::new(HashMap::new()),
             renders: Mutex::new(0),
+            pins: Mutex::new(HashMap::new()),
         }
     }
 
@@ -258,7 +265,7 @@ impl<'a, C: Cluster> Reconciler<'a, C> {
             // Pin every stage before anything renders.
             let mut revisions = BTreeMap::new();
             for stage in &spec.stages {
-                match pin_stage(stage, &namespace, &self.options) {
+                match self.pin(stage, &namespace, now) {
                     Ok(p) => {
                         if let (Some(b), Some(url)) = (&bounds, &p.url)
                             && let Some(why) = b.check_source(url)
@@ -391,6 +398,43 @@ impl<'a, C: Cluster> Reconciler<'a, C> {
                 }
             }
         }
+    }
+
+    fn pin(
+        &self,
+        stage: &sluice_api::Stage,
+        namespace: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Pinned, String> {
+        // The namespace only matters for a sourceRef without one of its own.
+        let key = match &stage.source_ref {
+            Some(r) => format!(
+                "ref|{}|{}",
+                r.namespace.as_deref().unwrap_or(namespace),
+                serde_json::to_string(r).unwrap_or_default()
+            ),
+            None => format!(
+                "inline|{}",
+                serde_json::to_string(&stage.source).unwrap_or_default()
+            ),
+        };
+        let ttl = chrono::Duration::from_std(PIN_TTL).unwrap_or_default();
+        if let Some((at, pinned)) = self
+            .pins
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            && now >= *at
+            && now < *at + ttl
+        {
+            return Ok(pinned.clone());
+        }
+        let pinned = pin_stage(stage, namespace, &self.options)?;
+        self.pins
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, (now, pinned.clone()));
+        Ok(pinned)
     }
 
     fn project(&self, name: &str) -> Result<Bounds, String> {

@@ -1,0 +1,159 @@
+//! Reconciler benchmark (scripts/bench controller): N StageSets x 3 stages x 20 objects
+//! converge from scratch against the in-memory cluster, then a no-op resync of all of them.
+//! Prints one JSON object. Sources are a real Git repository; renders are real.
+//!
+//! Usage: controller_bench [STAGESETS]
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use sluice_api::StageSet;
+use sluice_controller::cluster::ObjectKey;
+use sluice_controller::memory::MemoryCluster;
+use sluice_controller::reconcile::Reconciler;
+use sluice_stage::plan::PlanOptions;
+
+/// CPU seconds of this process and the children it waited for (git runs as a child).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime, stime, cutime, cstime are fields 14-17 of stat, i.e. 11-14 after the name.
+    (ticks(11) + ticks(12) + ticks(13) + ticks(14)) / 100.0
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let count: usize = std::env::args()
+        .nth(1)
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(500);
+    let work = tempfile::tempdir()?;
+    let repo = work.path().join("repo");
+    for stage in ["db", "api", "web"] {
+        let dir = repo.join(stage);
+        std::fs::create_dir_all(&dir)?;
+        let mut body = String::new();
+        for i in 0..20 {
+            body.push_str(&format!(
+                "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {stage}-{i}\n  labels: {{app: {stage}}}\ndata:\n  key: value-{i}\n  other: '{}'\n",
+                "x".repeat(200)
+            ));
+        }
+        std::fs::write(dir.join("objects.yaml"), body)?;
+    }
+    sluice_testkit::commit_all(&repo, "objects");
+    let url = format!("file://{}", repo.display());
+    let cluster = MemoryCluster::default();
+    cluster.allow("controller", &["*"], "*", None);
+    let stagesets: Vec<StageSet> = (0..count)
+        .map(|i| {
+            let stage = |name: &str| json!({"name": name, "source": {"git": {"url": url, "ref": "main"}}, "path": name});
+            cluster.allow(
+                &format!("system:serviceaccount:team-{i}:deployer"),
+                &["*"],
+                "*",
+                Some(&format!("team-{i}")),
+            );
+            serde_json::from_value(json!({
+                "apiVersion": "sluice.dev/v1alpha1", "kind": "StageSet",
+                "metadata": {"name": "app", "namespace": format!("team-{i}"), "generation": 1},
+                "spec": {"serviceAccountName": "deployer", "interval": "10m",
+                         "stages": [stage("db"), stage("api"), stage("web")]},
+            }))
+        })
+        .collect::<Result<_, _>>()?;
+    let reconciler = Reconciler::new(
+        &cluster,
+        PlanOptions {
+            cache_dir: work.path().join("cache"),
+            sources_dir: None,
+            base_dir: work.path().to_path_buf(),
+            tools: Default::default(),
+        },
+        "sluice-system",
+        "controller",
+    );
+    let mut now: DateTime<Utc> =
+        DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z")?.with_timezone(&Utc);
+    let mut stagesets = stagesets;
+
+    let cpu0 = cpu_seconds();
+    let t0 = Instant::now();
+    let mut passes = 0;
+    loop {
+        passes += 1;
+        let mut pending = 0;
+        for s in &mut stagesets {
+            let next = reconciler.reconcile(s, now);
+            if next < Duration::from_secs(60) {
+                pending += 1;
+            }
+        }
+        if pending == 0 || passes > 10 {
+            break;
+        }
+        now += chrono::Duration::seconds(2);
+    }
+    let converge_s = t0.elapsed().as_secs_f64();
+    let converge_cpu = cpu_seconds() - cpu0;
+    let ready = stagesets
+        .iter()
+        .filter(|s| {
+            s.status.as_ref().is_some_and(|st| {
+                st.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+            })
+        })
+        .count();
+    let objects = cluster
+        .keys()
+        .iter()
+        .filter(|k: &&ObjectKey| k.namespace.as_deref() != Some("sluice-system"))
+        .count();
+    let writes_after_converge = cluster.writes().len();
+
+    // No-op resync: nothing moved.
+    now += chrono::Duration::seconds(601);
+    let cpu1 = cpu_seconds();
+    let t1 = Instant::now();
+    for s in &mut stagesets {
+        reconciler.reconcile(s, now);
+    }
+    let resync_s = t1.elapsed().as_secs_f64();
+    let resync_cpu = cpu_seconds() - cpu1;
+    let resync_writes = cluster.writes().len() - writes_after_converge;
+
+    println!(
+        "{}",
+        json!({
+            "stagesets": count, "ready": ready, "objects": objects, "passes": passes,
+            "converge_s": converge_s, "converge_cpu_s": converge_cpu,
+            "writes_converge": writes_after_converge,
+            "resync_s": resync_s, "resync_cpu_s": resync_cpu,
+            "resync_cpu_ms_per_stageset": resync_cpu * 1000.0 / count as f64,
+            "resync_writes": resync_writes, "renders": reconciler.renders(),
+            "peak_rss_mib": peak_rss_mib(),
+        })
+    );
+    Ok(())
+}

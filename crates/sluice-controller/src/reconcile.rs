@@ -17,7 +17,7 @@ use sluice_api::{Condition, Project, StagePhase, StageSet, StageSetStatus, Stage
 use sluice_stage::bounds::Bounds;
 use sluice_stage::health::{CelCheck, Health, health};
 use sluice_stage::load::parse_duration_ms;
-use sluice_stage::order::{Scopes, prepare};
+use sluice_stage::order::{Prepared, Scopes, prepare};
 use sluice_stage::plan::{Pinned, PlanOptions, pin_stage, render_stage, spec_at};
 
 use crate::cluster::{Cluster, ClusterError, ObjectKey};
@@ -464,7 +464,7 @@ impl<'a, C: Cluster> Reconciler<'a, C> {
     }
 
     /// The stage's objects in apply order, from the cache when its revision was rendered.
-    fn desired(&self, stageset: &StageSet, index: usize) -> Result<Vec<Value>, String> {
+    fn desired(&self, stageset: &StageSet, index: usize) -> Result<Vec<Prepared>, String> {
         let namespace = stageset.metadata.namespace.as_deref().unwrap_or("default");
         let name = stageset.metadata.name.as_deref().unwrap_or_default();
         let default_ns = stageset
@@ -511,13 +511,12 @@ impl<'a, C: Cluster> Reconciler<'a, C> {
             if i == index {
                 out = prepared
                     .into_iter()
-                    .map(|p| {
-                        let mut o = p.object;
-                        o["metadata"]["labels"]["sluice.dev/stageset"] =
+                    .map(|mut p| {
+                        let labels = &mut p.object["metadata"]["labels"];
+                        labels["sluice.dev/stageset"] =
                             Value::String(format!("{namespace}.{name}"));
-                        o["metadata"]["labels"]["sluice.dev/stage"] =
-                            Value::String(stage.name.clone());
-                        o
+                        labels["sluice.dev/stage"] = Value::String(stage.name.clone());
+                        p
                     })
                     .collect();
             }
@@ -545,23 +544,21 @@ impl<'a, C: Cluster> Reconciler<'a, C> {
             st.finished_at = Some(now_text(now));
             (st, Step::Failed(reason))
         };
-        let desired = match self.desired(stageset, index) {
+        let prepared = match self.desired(stageset, index) {
             Ok(d) => d,
             Err(e) => return fail_with(st, "RenderFailed", e),
         };
+        let desired: Vec<Value> = prepared.iter().map(|p| p.object.clone()).collect();
         if matches!(st.phase, StagePhase::Pending | StagePhase::Applying) {
             if st.started_at.is_none() {
                 st.started_at = Some(now_text(now));
             }
-            // Nothing is applied when anything is out of bounds.
+            // Nothing is applied when anything is out of bounds (scopes as the CRDs of this
+            // and earlier stages declare them).
             if let Some(b) = bounds {
-                let scopes_ns = stageset.metadata.namespace.as_deref().unwrap_or("default");
-                let mut scopes = Scopes::default();
-                if let Ok(prepared) = prepare(&desired, &mut scopes, scopes_ns) {
-                    for p in &prepared {
-                        if let Some(why) = b.check_object(p) {
-                            return fail_with(st, "ProjectViolation", why);
-                        }
+                for p in &prepared {
+                    if let Some(why) = b.check_object(p) {
+                        return fail_with(st, "ProjectViolation", why);
                     }
                 }
             }
@@ -761,7 +758,7 @@ impl<'a, C: Cluster> Reconciler<'a, C> {
         let mut drifted = 0;
         for index in 0..stageset.spec.stages.len() {
             let user = Self::user(stageset, index);
-            for object in self.desired(stageset, index)? {
+            for object in self.desired(stageset, index)?.into_iter().map(|p| p.object) {
                 let key = ObjectKey::of(&object);
                 let live = self
                     .cluster

@@ -9,5 +9,6 @@
 
 pub mod cluster;
 pub mod inventory;
+pub mod kube_cluster;
 pub mod memory;
 pub mod reconcile;

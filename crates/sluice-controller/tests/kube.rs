@@ -1,0 +1,193 @@
+//! The reconciler through the real `kube` client over HTTP, against the in-process test API
+//! server (`sluice-testapi`): discovery, server-side apply, impersonation and RBAC are the
+//! server's, not a Rust double's.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Duration as Span, Utc};
+use serde_json::{Value, json};
+use sluice_api::{StagePhase, StageSet};
+use sluice_controller::kube_cluster::KubeCluster;
+use sluice_controller::reconcile::Reconciler;
+use sluice_stage::plan::PlanOptions;
+use sluice_testapi::TestApi;
+use sluice_testkit::commit_all;
+
+const TENANT: &str = "system:serviceaccount:shop:deployer";
+
+struct World {
+    dir: tempfile::TempDir,
+    api: TestApi,
+    runtime: tokio::runtime::Runtime,
+    clock: std::cell::Cell<DateTime<Utc>>,
+}
+
+impl World {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tmp");
+        let api = TestApi::start().expect("test api");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let w = Self {
+            dir,
+            api,
+            runtime,
+            clock: std::cell::Cell::new(
+                DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z")
+                    .expect("time")
+                    .with_timezone(&Utc),
+            ),
+        };
+        let deployment = |name: &str| {
+            format!(
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}}}\nspec:\n  replicas: 1\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec: {{containers: [{{name: c, image: 'example/{name}:1'}}]}}\n"
+            )
+        };
+        w.write("db/db.yaml", &deployment("db"));
+        w.write("api/api.yaml", &deployment("api"));
+        w.write(
+            "web/web.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\ndata: {value: v1}\n",
+        );
+        commit_all(&w.repo(), "first");
+        w.api.allow(TENANT, &["*"], "*", Some("shop"));
+        w
+    }
+
+    fn repo(&self) -> PathBuf {
+        self.dir.path().join("repo")
+    }
+
+    fn write(&self, path: &str, body: &str) {
+        let p = self.repo().join(path);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, body).expect("write");
+    }
+
+    fn cluster(&self) -> KubeCluster {
+        let config = kube::Config::new(self.api.url.parse().expect("url"));
+        KubeCluster::new(config, self.runtime.handle().clone())
+    }
+
+    fn stageset(&self, sa: &str) -> StageSet {
+        let url = format!("file://{}", self.repo().display());
+        let stage = |name: &str| json!({"name": name, "source": {"git": {"url": url, "ref": "main"}}, "path": name});
+        serde_json::from_value(json!({
+            "apiVersion": "sluice.dev/v1alpha1", "kind": "StageSet",
+            "metadata": {"name": "webshop", "namespace": "shop", "generation": 1},
+            "spec": {"serviceAccountName": sa, "interval": "10m", "retryInterval": "1m",
+                     "stages": [stage("db"), stage("api"), stage("web")]},
+        }))
+        .expect("stageset")
+    }
+
+    fn options(&self) -> PlanOptions {
+        PlanOptions {
+            cache_dir: self.dir.path().join("cache"),
+            sources_dir: None,
+            base_dir: self.dir.path().to_path_buf(),
+            tools: Default::default(),
+        }
+    }
+
+    fn deployment(&self, name: &str) -> Option<Value> {
+        self.api.peek("apps/v1", "Deployment", Some("shop"), name)
+    }
+
+    fn rolled_out(&self, name: &str) {
+        self.api.set_status(
+            "apps/v1",
+            "Deployment",
+            Some("shop"),
+            name,
+            json!({"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1, "availableReplicas": 1, "readyReplicas": 1}),
+        );
+    }
+
+    fn later(&self, seconds: i64) -> DateTime<Utc> {
+        self.clock.set(self.clock.get() + Span::seconds(seconds));
+        self.clock.get()
+    }
+}
+
+fn ready(s: &StageSet) -> Option<(String, String, String)> {
+    s.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+#[test]
+fn stages_roll_out_in_order_through_the_kube_client() {
+    let w = World::new();
+    let cluster = w.cluster();
+    let r = Reconciler::new(&cluster, w.options(), "sluice-system", "");
+    let mut s = w.stageset("deployer");
+    r.reconcile(&mut s, w.later(0));
+    let db = w.deployment("db").expect("db applied");
+    assert_eq!(
+        db["metadata"]["managedFields"][0]["manager"], "sluice",
+        "server-side apply as sluice"
+    );
+    assert!(w.deployment("api").is_none(), "stage 2 waits for stage 1");
+    w.rolled_out("db");
+    r.reconcile(&mut s, w.later(2));
+    assert!(w.deployment("api").is_some());
+    assert!(w.api.peek("v1", "ConfigMap", Some("shop"), "web").is_none());
+    w.rolled_out("api");
+    r.reconcile(&mut s, w.later(2));
+    assert!(w.api.peek("v1", "ConfigMap", Some("shop"), "web").is_some());
+    assert_eq!(
+        ready(&s).map(|c| c.1),
+        Some("Succeeded".into()),
+        "{:?}",
+        s.status
+    );
+    let phases: Vec<StagePhase> = s
+        .status
+        .as_ref()
+        .expect("status")
+        .stages
+        .iter()
+        .map(|x| x.phase)
+        .collect();
+    assert_eq!(phases, [StagePhase::Ready; 3]);
+    // Inventories went to the controller's namespace as the controller itself.
+    assert!(
+        w.api
+            .peek(
+                "v1",
+                "ConfigMap",
+                Some("sluice-system"),
+                "sluice-inv-shop.webshop.db-0"
+            )
+            .is_some()
+    );
+
+    // A no-op resync sends no write to the API server.
+    let writes = w.api.writes().len();
+    r.reconcile(&mut s, w.later(601));
+    assert_eq!(w.api.writes()[writes..], [] as [String; 0]);
+}
+
+#[test]
+fn a_forbidden_service_account_surfaces_the_servers_403() {
+    let w = World::new();
+    let cluster = w.cluster();
+    let r = Reconciler::new(&cluster, w.options(), "sluice-system", "");
+    let mut s = w.stageset("intruder");
+    r.reconcile(&mut s, w.later(0));
+    let (status, reason, message) = ready(&s).expect("ready");
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "ApplyFailed"));
+    assert!(
+        message.contains("deployments \"db\" is forbidden")
+            && message.contains("User \"system:serviceaccount:shop:intruder\" cannot create"),
+        "{message}"
+    );
+    assert!(w.deployment("db").is_none());
+}

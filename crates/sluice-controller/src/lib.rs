@@ -12,3 +12,4 @@ pub mod inventory;
 pub mod kube_cluster;
 pub mod memory;
 pub mod reconcile;
+pub mod run;

@@ -191,3 +191,92 @@ fn a_forbidden_service_account_surfaces_the_servers_403() {
     );
     assert!(w.deployment("db").is_none());
 }
+
+#[test]
+fn the_control_loop_converges_from_a_watch_and_tears_down_on_delete() {
+    use kube::api::{Api, DeleteParams, Patch, PatchParams};
+    use sluice_controller::run::{RunOptions, run};
+
+    let w = World::new();
+    let config = kube::Config::new(w.api.url.parse().expect("url"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let options = RunOptions {
+        plan: w.options(),
+        namespace: "sluice-system".into(),
+    };
+    let controller = w.runtime.spawn(run(config.clone(), options, async {
+        let _ = stopped.await;
+    }));
+    let _guard = w.runtime.enter();
+    let client = kube::Client::try_from(config).expect("client");
+    let stagesets: Api<StageSet> = Api::namespaced(client, "shop");
+    let stageset = w.stageset("deployer");
+    w.runtime
+        .block_on(stagesets.patch(
+            "webshop",
+            &PatchParams::apply("test"),
+            &Patch::Apply(&stageset),
+        ))
+        .expect("create StageSet");
+
+    let ready = || {
+        w.api
+            .peek("sluice.dev/v1alpha1", "StageSet", Some("shop"), "webshop")
+            .and_then(|s| {
+                s["status"]["conditions"].as_array().map(|c| {
+                    c.iter()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                })
+            })
+            .unwrap_or(false)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no convergence: {:?}",
+            w.api
+                .peek("sluice.dev/v1alpha1", "StageSet", Some("shop"), "webshop")
+        );
+        // Play the Deployment controller for whatever the loop has applied.
+        for name in ["db", "api"] {
+            if w.deployment(name).is_some_and(|d| d["status"].is_null()) {
+                w.rolled_out(name);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let live = w
+        .api
+        .peek("sluice.dev/v1alpha1", "StageSet", Some("shop"), "webshop")
+        .expect("stageset");
+    assert_eq!(
+        live["metadata"]["finalizers"],
+        json!(["sluice.dev/teardown"])
+    );
+    assert_eq!(live["status"]["observedGeneration"], 1);
+    assert!(w.api.peek("v1", "ConfigMap", Some("shop"), "web").is_some());
+
+    // Deleting it tears the stages down, then the finalizer goes and the object with it.
+    w.runtime
+        .block_on(stagesets.delete("webshop", &DeleteParams::default()))
+        .expect("delete");
+    while w
+        .api
+        .peek("sluice.dev/v1alpha1", "StageSet", Some("shop"), "webshop")
+        .is_some()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "teardown did not finish"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(w.deployment("db").is_none() && w.deployment("api").is_none());
+    assert!(w.api.peek("v1", "ConfigMap", Some("shop"), "web").is_none());
+    let _ = stop.send(());
+    w.runtime
+        .block_on(controller)
+        .expect("join")
+        .expect("controller");
+}

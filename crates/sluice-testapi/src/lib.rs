@@ -84,6 +84,15 @@ struct Grant {
     namespace: Option<String>,
 }
 
+/// One watch event: resourceVersion, type, and the object's key.
+#[derive(Debug, Clone)]
+struct Event {
+    version: u64,
+    kind: &'static str,
+    key: Key,
+    object: Value,
+}
+
 #[derive(Debug)]
 struct Inner {
     resources: Vec<Resource>,
@@ -91,6 +100,30 @@ struct Inner {
     grants: Vec<Grant>,
     version: u64,
     writes: Vec<String>,
+    events: Vec<Event>,
+    wake: tokio::sync::broadcast::Sender<()>,
+}
+
+impl Inner {
+    /// Stores (or removes) an object and tells the watchers.
+    fn record(&mut self, kind: &'static str, key: Key, object: Value) {
+        let version = object["metadata"]["resourceVersion"]
+            .as_str()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(self.version);
+        if kind == "DELETED" {
+            self.objects.remove(&key);
+        } else {
+            self.objects.insert(key.clone(), object.clone());
+        }
+        self.events.push(Event {
+            version,
+            kind,
+            key,
+            object,
+        });
+        let _ = self.wake.send(());
+    }
 }
 
 /// The server's state, shared with the test.
@@ -132,6 +165,8 @@ impl TestApi {
             grants: Vec::new(),
             version: 0,
             writes: Vec::new(),
+            events: Vec::new(),
+            wake: tokio::sync::broadcast::channel(1024).0,
         })));
         let listener =
             runtime.block_on(async { tokio::net::TcpListener::bind("127.0.0.1:0").await })?;
@@ -208,12 +243,11 @@ impl TestApi {
         };
         inner.version += 1;
         let version = inner.version.to_string();
-        if let Some(o) = inner
-            .objects
-            .get_mut(&(group, plural, ns.map(Into::into), name.into()))
-        {
+        let key = (group, plural, ns.map(Into::into), name.into());
+        if let Some(mut o) = inner.objects.get(&key).cloned() {
             o["status"] = status;
             o["metadata"]["resourceVersion"] = Value::String(version);
+            inner.record("MODIFIED", key, o);
         }
     }
 }
@@ -452,11 +486,19 @@ async fn handle(
                 return r;
             }
             if query.get("watch").is_some_and(|w| w == "true" || w == "1") {
-                return status(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "MethodNotAllowed",
-                    "watch is not modelled".into(),
-                );
+                let from: u64 = query
+                    .get("resourceVersion")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(inner.version);
+                let timeout: u64 = query
+                    .get("timeoutSeconds")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(30)
+                    .min(30);
+                let selector = query.get("labelSelector").cloned().unwrap_or_default();
+                let wake = inner.wake.subscribe();
+                drop(inner);
+                return watch(shared.clone(), req, from, timeout, selector, wake);
             }
             let selector = query.get("labelSelector").cloned().unwrap_or_default();
             let items: Vec<Value> = inner
@@ -588,13 +630,18 @@ async fn handle(
                 .as_array()
                 .is_none_or(Vec::is_empty);
             if object["metadata"].get("deletionTimestamp").is_some() && finalizers_done {
-                inner.objects.remove(&key(&name));
+                inner.record("DELETED", key(&name), object.clone());
                 return axum::Json(object).into_response();
             }
             if req.resource.kind == "CustomResourceDefinition" {
                 register_crd(&mut inner, &object);
             }
-            inner.objects.insert(key(&name), object.clone());
+            let kind = if inner.objects.contains_key(&key(&name)) {
+                "MODIFIED"
+            } else {
+                "ADDED"
+            };
+            inner.record(kind, key(&name), object.clone());
             axum::Json(object).into_response()
         }
         (Method::DELETE, Some(name)) => {
@@ -617,10 +664,12 @@ async fn handle(
                 inner.version += 1;
                 object["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
                 object["metadata"]["resourceVersion"] = Value::String(inner.version.to_string());
-                inner.objects.insert(k, object.clone());
+                inner.record("MODIFIED", k, object.clone());
                 return axum::Json(object).into_response();
             }
-            inner.objects.remove(&k);
+            inner.version += 1;
+            object["metadata"]["resourceVersion"] = Value::String(inner.version.to_string());
+            inner.record("DELETED", k, object);
             axum::Json(json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}))
                 .into_response()
         }
@@ -731,6 +780,69 @@ fn apply(
     object["metadata"]["managedFields"] = Value::Array(managed);
     object["metadata"]["resourceVersion"] = Value::String(version.to_owned());
     Ok(object)
+}
+
+/// A watch: events after `from` for the resource (and namespace), one JSON object per line,
+/// until `timeout` seconds pass (the client then watches again from its last version).
+fn watch(
+    shared: Shared,
+    req: Request,
+    from: u64,
+    timeout: u64,
+    selector: String,
+    wake: tokio::sync::broadcast::Receiver<()>,
+) -> Response {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(timeout);
+    let state = (shared, req, from, selector, wake);
+    let stream = futures_util::stream::unfold(
+        state,
+        move |(shared, req, mut last, selector, mut wake)| async move {
+            loop {
+                let batch: Vec<Event> = {
+                    let inner = shared.lock();
+                    inner
+                        .events
+                        .iter()
+                        .filter(|e| {
+                            e.version > last
+                                && e.key.0 == req.resource.group
+                                && e.key.1 == req.resource.plural
+                                && (req.namespace.is_none() || e.key.2 == req.namespace)
+                                && labels_match(&e.object, &selector)
+                        })
+                        .cloned()
+                        .collect()
+                };
+                if !batch.is_empty() {
+                    let mut bytes = Vec::new();
+                    for e in &batch {
+                        last = last.max(e.version);
+                        let line = json!({"type": e.kind, "object": e.object});
+                        bytes.extend_from_slice(line.to_string().as_bytes());
+                        bytes.push(b'\n');
+                    }
+                    return Some((
+                        Ok::<_, std::io::Error>(Bytes::from(bytes)),
+                        (shared, req, last, selector, wake),
+                    ));
+                }
+                match tokio::time::timeout_at(deadline, wake.recv()).await {
+                    Err(_) => return None,
+                    Ok(_) => continue,
+                }
+            }
+        },
+    );
+    Response::builder()
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from_stream(stream))
+        .unwrap_or_else(|_| {
+            status(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                "watch".into(),
+            )
+        })
 }
 
 fn register_crd(inner: &mut Inner, crd: &Value) {

@@ -1,0 +1,127 @@
+//! The control loop: watch StageSets, run one [`Reconciler`] step per event or requeue, and
+//! write back what changed (finalizers on the object, the rest through the status
+//! subresource). The reconciler blocks on the cluster, so steps run on the blocking pool.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures_util::StreamExt;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+use serde_json::json;
+use sluice_api::StageSet;
+use sluice_stage::plan::PlanOptions;
+
+use crate::kube_cluster::KubeCluster;
+use crate::reconcile::Reconciler;
+
+/// What can stop one reconcile.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The API server refused a write.
+    #[error("writing StageSet {name}: {source}")]
+    Write {
+        /// `namespace/name`.
+        name: String,
+        /// The cause.
+        source: kube::Error,
+    },
+    /// The reconcile step panicked or was cancelled.
+    #[error("reconcile step: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+struct Context {
+    reconciler: Reconciler<'static, KubeCluster>,
+    client: kube::Client,
+}
+
+/// Options of the control loop.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Sources, cache and tools.
+    pub plan: PlanOptions,
+    /// The controller's namespace (inventories live there).
+    pub namespace: String,
+}
+
+/// Runs until `shutdown` completes.
+pub async fn run(
+    config: kube::Config,
+    options: RunOptions,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> Result<(), kube::Error> {
+    let client = kube::Client::try_from(config.clone())?;
+    // The cluster lives as long as the process; leaking it gives the reconciler a 'static
+    // borrow without reference counting on every call.
+    let cluster: &'static KubeCluster = Box::leak(Box::new(KubeCluster::new(
+        config,
+        tokio::runtime::Handle::current(),
+    )));
+    let context = Arc::new(Context {
+        reconciler: Reconciler::new(cluster, options.plan, &options.namespace, ""),
+        client: client.clone(),
+    });
+    let stagesets: Api<StageSet> = Api::all(client);
+    Controller::new(stagesets, watcher::Config::default())
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, context)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "reconcile failed");
+            }
+        })
+        .await;
+    Ok(())
+}
+
+async fn reconcile(object: Arc<StageSet>, context: Arc<Context>) -> Result<Action, RunError> {
+    let namespace = object.metadata.namespace.clone().unwrap_or_default();
+    let name = object.metadata.name.clone().unwrap_or_default();
+    let mut stageset = (*object).clone();
+    let worker = context.clone();
+    let (stageset, after) = tokio::task::spawn_blocking(move || {
+        let after = worker.reconciler.reconcile(&mut stageset, Utc::now());
+        (stageset, after)
+    })
+    .await?;
+    let api: Api<StageSet> = Api::namespaced(context.client.clone(), &namespace);
+    let failed = |source| RunError::Write {
+        name: format!("{namespace}/{name}"),
+        source,
+    };
+    if stageset.metadata.finalizers != object.metadata.finalizers {
+        let patch = json!({"metadata": {
+            "finalizers": stageset.metadata.finalizers,
+            "resourceVersion": object.metadata.resource_version,
+        }});
+        api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(failed)?;
+    }
+    let deleted = object.metadata.deletion_timestamp.is_some()
+        && stageset
+            .metadata
+            .finalizers
+            .as_ref()
+            .is_none_or(|f| !f.iter().any(|x| x == crate::reconcile::FINALIZER));
+    if !deleted && stageset.status != object.status {
+        let patch = json!({"status": stageset.status});
+        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(failed)?;
+    }
+    Ok(if after.is_zero() {
+        Action::await_change()
+    } else {
+        Action::requeue(after)
+    })
+}
+
+fn error_policy(_: Arc<StageSet>, error: &RunError, _: Arc<Context>) -> Action {
+    tracing::warn!(%error, "retrying");
+    Action::requeue(Duration::from_secs(5))
+}

@@ -11,5 +11,6 @@ pub mod cluster;
 pub mod inventory;
 pub mod kube_cluster;
 pub mod memory;
+pub mod metrics;
 pub mod reconcile;
 pub mod run;

@@ -22,6 +22,7 @@ use sluice_stage::plan::{Pinned, PlanOptions, pin_stage, render_stage, spec_at};
 
 use crate::cluster::{Cluster, ClusterError, ObjectKey};
 use crate::inventory;
+use crate::metrics::Metrics;
 
 /// The finalizer that makes deletion tear the stages down first.
 pub const FINALIZER: &str = "sluice.dev/teardown";
@@ -44,6 +45,8 @@ pub struct Reconciler<'a, C: Cluster> {
     /// Sources pinned recently, by source: StageSets sharing a repository resolve it once
     /// per [`PIN_TTL`] instead of once each.
     pins: Mutex<HashMap<String, (DateTime<Utc>, Pinned)>>,
+    /// Counters and gauges for `/metrics`.
+    pub metrics: std::sync::Arc<Metrics>,
 }
 
 /// How long a pinned revision is reused for other stages naming the same source.
@@ -133,6 +136,7 @@ impl<'a, C: Cluster> Reconciler<'a, C> {
             cache: Mutex::new(HashMap::new()),
             renders: Mutex::new(0),
             pins: Mutex::new(HashMap::new()),
+            metrics: std::sync::Arc::default(),
         }
     }
 
@@ -144,6 +148,31 @@ impl<'a, C: Cluster> Reconciler<'a, C> {
     /// Advances `stageset` (its metadata and status are updated in place; the caller persists
     /// them) and returns when to reconcile it again.
     pub fn reconcile(&self, stageset: &mut StageSet, now: DateTime<Utc>) -> Duration {
+        let after = self.step_stageset(stageset, now);
+        let owner = format!(
+            "{}/{}",
+            stageset.metadata.namespace.as_deref().unwrap_or("default"),
+            stageset.metadata.name.as_deref().unwrap_or_default()
+        );
+        let deleted = stageset.metadata.deletion_timestamp.is_some();
+        for st in stageset.status.iter().flat_map(|s| &s.stages) {
+            let labels = vec![
+                ("stageset".to_owned(), owner.clone()),
+                ("stage".to_owned(), st.name.clone()),
+            ];
+            if deleted {
+                self.metrics.stage_ready.remove(&labels);
+            } else {
+                self.metrics
+                    .stage_ready
+                    .get_or_create(&labels)
+                    .set(i64::from(st.phase == StagePhase::Ready));
+            }
+        }
+        after
+    }
+
+    fn step_stageset(&self, stageset: &mut StageSet, now: DateTime<Utc>) -> Duration {
         let generation = stageset.metadata.generation.unwrap_or(1);
         let spec = stageset.spec.clone();
         let interval = duration(&spec.interval, Duration::from_secs(600));
@@ -601,7 +630,11 @@ impl<'a, C: Cluster> Reconciler<'a, C> {
                         }
                     }
                 }
-                if let Err(e) = self.cluster.apply(&user, object) {
+                let applied = self.cluster.apply(&user, object);
+                if applied.is_ok() {
+                    self.metrics.applied.inc();
+                }
+                if let Err(e) = applied {
                     return fail_with(
                         st,
                         "ApplyFailed",
@@ -623,6 +656,7 @@ impl<'a, C: Cluster> Reconciler<'a, C> {
                     if let Err(e) = self.cluster.delete(&user, gone) {
                         return fail_with(st, "ApplyFailed", format!("pruning {gone}: {e}"));
                     }
+                    self.metrics.pruned.inc();
                 }
             }
             match self.write_inventory(&owner, &stage.name, &keys, &st.inventory_refs) {
@@ -680,6 +714,10 @@ impl<'a, C: Cluster> Reconciler<'a, C> {
         if waiting.is_empty() {
             st.phase = StagePhase::Ready;
             st.finished_at = Some(now_text(now));
+            if let Some(started) = parse_time(st.started_at.as_deref()) {
+                let seconds = (now - started).num_milliseconds() as f64 / 1000.0;
+                self.metrics.stage_seconds.observe(seconds.max(0.0));
+            }
             st.message = format!("{} objects ready", st.objects);
             return (st, Step::Continue);
         }
@@ -770,6 +808,7 @@ impl<'a, C: Cluster> Reconciler<'a, C> {
                         .apply(&user, &object)
                         .map_err(|e| format!("applying {key}: {e}"))?;
                     drifted += 1;
+                    self.metrics.drifted.inc();
                 }
             }
         }

@@ -46,6 +46,8 @@ pub struct RunOptions {
     pub plan: PlanOptions,
     /// The controller's namespace (inventories live there).
     pub namespace: String,
+    /// Where the loop records what it does (served on `/metrics` by the binary).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Runs until `shutdown` completes.
@@ -61,8 +63,10 @@ pub async fn run(
         config,
         tokio::runtime::Handle::current(),
     )));
+    let mut reconciler = Reconciler::new(cluster, options.plan, &options.namespace, "");
+    reconciler.metrics = options.metrics;
     let context = Arc::new(Context {
-        reconciler: Reconciler::new(cluster, options.plan, &options.namespace, ""),
+        reconciler,
         client: client.clone(),
     });
     let stagesets: Api<StageSet> = Api::all(client);
@@ -79,6 +83,21 @@ pub async fn run(
 }
 
 async fn reconcile(object: Arc<StageSet>, context: Arc<Context>) -> Result<Action, RunError> {
+    let started = std::time::Instant::now();
+    let result = step(object, context.clone()).await;
+    let metrics = &context.reconciler.metrics;
+    metrics
+        .reconcile_seconds
+        .observe(started.elapsed().as_secs_f64());
+    let outcome = if result.is_ok() { "success" } else { "error" };
+    metrics
+        .reconciles
+        .get_or_create(&vec![("result".to_owned(), outcome.to_owned())])
+        .inc();
+    result
+}
+
+async fn step(object: Arc<StageSet>, context: Arc<Context>) -> Result<Action, RunError> {
     let namespace = object.metadata.namespace.clone().unwrap_or_default();
     let name = object.metadata.name.clone().unwrap_or_default();
     let mut stageset = (*object).clone();

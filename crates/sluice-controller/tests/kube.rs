@@ -200,9 +200,11 @@ fn the_control_loop_converges_from_a_watch_and_tears_down_on_delete() {
     let w = World::new();
     let config = kube::Config::new(w.api.url.parse().expect("url"));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let metrics = std::sync::Arc::new(sluice_controller::metrics::Metrics::default());
     let options = RunOptions {
         plan: w.options(),
         namespace: "sluice-system".into(),
+        metrics: metrics.clone(),
     };
     let controller = w.runtime.spawn(run(config.clone(), options, async {
         let _ = stopped.await;
@@ -256,6 +258,19 @@ fn the_control_loop_converges_from_a_watch_and_tears_down_on_delete() {
     );
     assert_eq!(live["status"]["observedGeneration"], 1);
     assert!(w.api.peek("v1", "ConfigMap", Some("shop"), "web").is_some());
+    let exposition = metrics.render();
+    assert!(
+        exposition.contains("sluice_objects_applied_total 3"),
+        "{exposition}"
+    );
+    assert!(
+        exposition.contains("sluice_stage_ready{stageset=\"shop/webshop\",stage=\"web\"} 1"),
+        "{exposition}"
+    );
+    assert!(
+        exposition.contains("sluice_reconciles_total{result=\"success\"}"),
+        "{exposition}"
+    );
 
     // Deleting it tears the stages down, then the finalizer goes and the object with it.
     w.runtime

@@ -28,6 +28,8 @@ pub enum Command {
     Netpol(crate::netpol::NetpolCommand),
     /// Plan a StageSet offline: pin every stage's source, render in order, check the Project.
     Plan(Box<crate::plan::PlanArgs>),
+    /// Run the StageSet controller against the cluster (in-cluster or KUBECONFIG).
+    Controller(Box<crate::controller::ControllerArgs>),
     /// Print the CustomResourceDefinitions (StageSet, Project) as a YAML stream.
     Crds,
 }

@@ -2,6 +2,7 @@
 
 mod build;
 mod cli;
+mod controller;
 mod logging;
 mod netpol;
 mod plan;
@@ -44,6 +45,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Build(args) => build::run(*args, &cli.logging).map(|()| ExitCode::SUCCESS),
         cli::Command::Netpol(command) => netpol::run(command),
         cli::Command::Plan(args) => plan::run(*args),
+        cli::Command::Controller(args) => controller::run(*args),
         cli::Command::Crds => {
             print!("{}", sluice_api::crds_yaml());
             Ok(ExitCode::SUCCESS)

@@ -1,0 +1,124 @@
+//! `sluice controller`: the StageSet control loop, with `/metrics`, `/healthz` and `/readyz`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use sluice_controller::metrics::Metrics;
+use sluice_controller::run::{RunOptions, run as run_loop};
+use sluice_render::ToolPaths;
+use sluice_stage::plan::PlanOptions;
+
+/// `sluice controller`.
+#[derive(Debug, Args)]
+pub struct ControllerArgs {
+    /// The controller's namespace (stage inventories are kept there).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "sluice-system")]
+    pub namespace: String,
+    /// Address of /metrics, /healthz and /readyz (`:8080` means every interface).
+    #[arg(long, default_value = ":8080")]
+    pub metrics_addr: String,
+    /// Source cache (default: $XDG_CACHE_HOME/sluice or ~/.cache/sluice).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// `kustomize` or `kubectl` binary.
+    #[arg(long)]
+    pub kustomize_tool: Option<PathBuf>,
+    /// `helm` binary.
+    #[arg(long)]
+    pub helm_tool: Option<PathBuf>,
+}
+
+fn listen_address(text: &str) -> anyhow::Result<SocketAddr> {
+    let full = if text.starts_with(':') {
+        format!("0.0.0.0{text}")
+    } else {
+        text.to_owned()
+    };
+    full.parse()
+        .with_context(|| format!("--metrics-addr {text:?}: expected HOST:PORT or :PORT"))
+}
+
+/// Runs the controller until SIGINT or SIGTERM.
+pub fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
+    let address = listen_address(&args.metrics_addr)?;
+    let cache_dir = match &args.cache_dir {
+        Some(dir) => dir.clone(),
+        None => crate::build::default_cache_dir()?,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let config = kube::Config::infer()
+            .await
+            .context("finding the cluster (in-cluster ServiceAccount or KUBECONFIG)")?;
+        let metrics = Arc::new(Metrics::default());
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("listening on {address}"))?;
+        tracing::info!(address = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
+        let exposed = metrics.clone();
+        let app = axum::Router::new()
+            .route(
+                "/metrics",
+                axum::routing::get(move || {
+                    let exposed = exposed.clone();
+                    async move {
+                        (
+                            [(
+                                "content-type",
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            )],
+                            exposed.render(),
+                        )
+                    }
+                }),
+            )
+            .route("/healthz", axum::routing::get(|| async { "ok" }))
+            .route("/readyz", axum::routing::get(|| async { "ok" }));
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "metrics server stopped");
+            }
+        });
+        let options = RunOptions {
+            plan: PlanOptions {
+                cache_dir,
+                sources_dir: None,
+                base_dir: std::env::current_dir().unwrap_or_default(),
+                tools: ToolPaths {
+                    kustomize: args.kustomize_tool,
+                    helm: args.helm_tool,
+                    jsonnet_evaluator: std::env::current_exe().ok(),
+                },
+            },
+            namespace: args.namespace,
+            metrics,
+        };
+        run_loop(config, options, shutdown_signal())
+            .await
+            .context("controller")?;
+        tracing::info!("stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}

@@ -10,6 +10,7 @@
 pub mod cluster;
 pub mod inventory;
 pub mod kube_cluster;
+pub mod leader;
 pub mod memory;
 pub mod metrics;
 pub mod reconcile;

@@ -30,6 +30,15 @@ pub struct ControllerArgs {
     /// `helm` binary.
     #[arg(long)]
     pub helm_tool: Option<PathBuf>,
+    /// Reconcile only while holding the `sluice-controller` Lease (run several replicas).
+    #[arg(long)]
+    pub leader_elect: bool,
+    /// Namespace of the Lease (default: --namespace).
+    #[arg(long)]
+    pub leader_election_namespace: Option<String>,
+    /// This replica's identity in the Lease.
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
 }
 
 fn listen_address(text: &str) -> anyhow::Result<SocketAddr> {
@@ -86,6 +95,36 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
                 tracing::error!(error = %e, "metrics server stopped");
             }
         });
+        let lease = args
+            .leader_elect
+            .then(|| sluice_controller::leader::LeaseConfig {
+                namespace: args
+                    .leader_election_namespace
+                    .clone()
+                    .unwrap_or_else(|| args.namespace.clone()),
+                name: "sluice-controller".into(),
+                identity: args.identity.clone().unwrap_or_else(|| {
+                    format!(
+                        "{}-{}",
+                        std::env::var("HOSTNAME").unwrap_or_else(|_| "sluice".into()),
+                        std::process::id()
+                    )
+                }),
+                duration: std::time::Duration::from_secs(15),
+            });
+        let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
+        if let Some(lease) = &lease {
+            let client = kube::Client::try_from(config.clone()).context("client")?;
+            tokio::select! {
+                () = sluice_controller::leader::acquire(&client, lease) => {}
+                () = shutdown_signal() => return Ok(ExitCode::SUCCESS),
+            }
+            let lease = lease.clone();
+            tokio::spawn(async move {
+                sluice_controller::leader::hold(&client, &lease).await;
+                let _ = lost_tx.send(());
+            });
+        }
         let options = RunOptions {
             plan: PlanOptions {
                 cache_dir,
@@ -100,9 +139,30 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
             namespace: args.namespace,
             metrics,
         };
-        run_loop(config, options, shutdown_signal())
-            .await
-            .context("controller")?;
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<bool>();
+        tokio::spawn(async move {
+            let leadership_lost = tokio::select! {
+                () = shutdown_signal() => false,
+                Ok(()) = lost_rx => true,
+            };
+            let _ = stop_tx.send(leadership_lost);
+        });
+        let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
+        let why = tokio::spawn(async move {
+            let lost = stop_rx.await.unwrap_or(false);
+            let _ = stopped_tx.send(());
+            lost
+        });
+        run_loop(config, options, async {
+            let _ = stopped_rx.await;
+        })
+        .await
+        .context("controller")?;
+        if why.await.unwrap_or(false) {
+            // Another replica leads now; exiting lets the pod restart as a candidate.
+            tracing::error!("leadership lost; stopping");
+            return Ok(ExitCode::FAILURE);
+        }
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })

@@ -1,6 +1,6 @@
 //! `sluice controller` as a process: it finds the cluster through KUBECONFIG (the in-process
-//! test API server), reconciles a StageSet created over HTTP, serves /healthz and /metrics,
-//! and stops cleanly on SIGTERM.
+//! test API server), takes the leader Lease, reconciles a StageSet created over HTTP, serves
+//! /healthz and /metrics, and stops cleanly on SIGTERM.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -66,6 +66,7 @@ fn the_controller_process_reconciles_serves_metrics_and_stops_on_sigterm() {
         ])
         .arg(work.path().join("cache"))
         .env("KUBECONFIG", &kubeconfig)
+        .env("POD_NAME", "replica-1")
         .env_remove("KUBERNETES_SERVICE_HOST")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -84,8 +84,13 @@ pub enum ClusterError {
 
 /// The operations the reconciler performs, each as `user` (impersonated).
 pub trait Cluster {
-    /// Server-side apply with field manager `sluice` (forcing ownership of the fields it sets).
-    fn apply(&self, user: &str, object: &Value) -> Result<Value, ClusterError>;
+    /// Server-side apply with field manager `sluice`; with `force`, fields another manager
+    /// owns are taken over instead of answering 409.
+    fn apply_with(&self, user: &str, object: &Value, force: bool) -> Result<Value, ClusterError>;
+    /// Server-side apply, forcing ownership (objects only sluice writes, like inventories).
+    fn apply(&self, user: &str, object: &Value) -> Result<Value, ClusterError> {
+        self.apply_with(user, object, true)
+    }
     /// Reads one object (`None` when it does not exist).
     fn get(&self, user: &str, key: &ObjectKey) -> Result<Option<Value>, ClusterError>;
     /// Deletes one object (absent is fine).

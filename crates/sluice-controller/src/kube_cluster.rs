@@ -102,10 +102,13 @@ impl KubeCluster {
 }
 
 impl Cluster for KubeCluster {
-    fn apply(&self, user: &str, object: &Value) -> Result<Value, ClusterError> {
+    fn apply_with(&self, user: &str, object: &Value, force: bool) -> Result<Value, ClusterError> {
         let key = ObjectKey::of(object);
         let api = self.api(user, &key)?;
-        let params = PatchParams::apply(sluice_api::FIELD_MANAGER).force();
+        let mut params = PatchParams::apply(sluice_api::FIELD_MANAGER);
+        if force {
+            params = params.force();
+        }
         let applied = self
             .runtime
             .block_on(api.patch(&key.name, &params, &Patch::Apply(object)))

@@ -121,7 +121,8 @@ impl MemoryCluster {
 }
 
 impl Cluster for MemoryCluster {
-    fn apply(&self, user: &str, object: &Value) -> Result<Value, ClusterError> {
+    /// One field manager only: there is nobody to conflict with, so `force` changes nothing.
+    fn apply_with(&self, user: &str, object: &Value, _force: bool) -> Result<Value, ClusterError> {
         let key = ObjectKey::of(object);
         if key.api_version.is_empty() || key.kind.is_empty() || key.name.is_empty() {
             return Err(ClusterError::Invalid(

@@ -13,7 +13,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
-use sluice_api::{Condition, Project, StagePhase, StageSet, StageSetStatus, StageStatus};
+use sluice_api::{
+    Condition, ConflictAction, ConflictPolicy, Project, StagePhase, StageSet, StageSetStatus,
+    StageStatus,
+};
 use sluice_stage::bounds::Bounds;
 use sluice_stage::health::{CelCheck, Health, health};
 use sluice_stage::load::parse_duration_ms;
@@ -630,17 +633,34 @@ impl<'a, C: Cluster> Reconciler<'a, C> {
                         }
                     }
                 }
-                let applied = self.cluster.apply(&user, object);
-                if applied.is_ok() {
-                    self.metrics.applied.inc();
-                }
-                if let Err(e) = applied {
-                    return fail_with(
-                        st,
-                        "ApplyFailed",
-                        format!("applying {}: {e}", ObjectKey::of(object)),
-                    );
-                }
+                let key = ObjectKey::of(object);
+                let applied = match self.cluster.apply_with(&user, object, false) {
+                    Err(ClusterError::Conflict(conflict)) => {
+                        match conflict_action(stage.conflict_policy.as_ref(), &key) {
+                            ConflictAction::Fail => Err(format!(
+                                "{conflict} (conflictPolicy Fail: set Recreate or KeepExisting for {key} to resolve it)"
+                            )),
+                            ConflictAction::KeepExisting => {
+                                tracing::info!(object = %key, "conflict: keeping the existing object");
+                                continue;
+                            }
+                            ConflictAction::Recreate => {
+                                tracing::info!(object = %key, "conflict: recreating");
+                                self.cluster
+                                    .delete(&user, &key)
+                                    .and_then(|()| self.cluster.apply_with(&user, object, false))
+                                    .map_err(|e| e.to_string())
+                            }
+                        }
+                    }
+                    other => other.map_err(|e| e.to_string()),
+                };
+                match applied {
+                    Ok(_) => self.metrics.applied.inc(),
+                    Err(e) => {
+                        return fail_with(st, "ApplyFailed", format!("applying {key}: {e}"));
+                    }
+                };
             }
             // Prune what left the stage, then record the new inventory.
             let keys: Vec<ObjectKey> = desired.iter().map(ObjectKey::of).collect();
@@ -856,6 +876,25 @@ impl<'a, C: Cluster> Reconciler<'a, C> {
         }
         Duration::ZERO
     }
+}
+
+/// The conflict action for an object: the first rule whose target matches, else the default.
+fn conflict_action(policy: Option<&ConflictPolicy>, key: &ObjectKey) -> ConflictAction {
+    let Some(policy) = policy else {
+        return ConflictAction::Fail;
+    };
+    policy
+        .rules
+        .iter()
+        .find(|r| {
+            let t = &r.target;
+            t.kind.as_ref().is_none_or(|k| *k == key.kind)
+                && t.name.as_ref().is_none_or(|n| *n == key.name)
+                && t.namespace
+                    .as_ref()
+                    .is_none_or(|ns| Some(ns) == key.namespace.as_ref())
+        })
+        .map_or(policy.default, |r| r.action)
 }
 
 fn fail(

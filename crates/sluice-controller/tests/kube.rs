@@ -295,3 +295,84 @@ fn the_control_loop_converges_from_a_watch_and_tears_down_on_delete() {
         .expect("join")
         .expect("controller");
 }
+
+#[test]
+fn field_ownership_conflicts_follow_the_conflict_policy() {
+    let w = World::new();
+    let cluster = w.cluster();
+    let hand_edit = || {
+        let _guard = w.runtime.enter();
+        let client = kube::Client::try_from(kube::Config::new(w.api.url.parse().expect("url")))
+            .expect("client");
+        let api: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(
+            client,
+            "shop",
+            &kube::core::ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&()),
+        );
+        let object = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web", "namespace": "shop"}, "data": {"value": "by-hand"}});
+        w.runtime
+            .block_on(api.patch(
+                "web",
+                &kube::api::PatchParams::apply("kubectl"),
+                &kube::api::Patch::Apply(&object),
+            ))
+            .expect("hand edit");
+    };
+    let single = |policy: Value| {
+        let mut s = w.stageset("deployer");
+        s.spec.stages.retain(|st| st.name == "web");
+        s.spec.stages[0].conflict_policy = serde_json::from_value(policy).expect("policy");
+        s
+    };
+    let value = || {
+        w.api
+            .peek("v1", "ConfigMap", Some("shop"), "web")
+            .expect("web")["data"]["value"]
+            .clone()
+    };
+
+    // Default: Fail, naming the other manager.
+    hand_edit();
+    let r = Reconciler::new(&cluster, w.options(), "sluice-system", "");
+    let mut s = single(json!(null));
+    r.reconcile(&mut s, w.later(0));
+    let (_, reason, message) = ready(&s).expect("ready");
+    assert_eq!(reason, "ApplyFailed");
+    assert!(
+        message.contains("conflict with \"kubectl\"") && message.contains("conflictPolicy Fail"),
+        "{message}"
+    );
+    assert_eq!(value(), "by-hand");
+
+    // KeepExisting for that object: the stage goes on and leaves it alone.
+    let r = Reconciler::new(&cluster, w.options(), "sluice-system", "");
+    let mut s = single(
+        json!({"default": "Fail", "rules": [{"target": {"kind": "ConfigMap", "name": "web"}, "action": "KeepExisting"}]}),
+    );
+    r.reconcile(&mut s, w.later(0));
+    assert_eq!(
+        ready(&s).map(|c| c.1),
+        Some("Succeeded".into()),
+        "{:?}",
+        s.status
+    );
+    assert_eq!(value(), "by-hand");
+
+    // Recreate: deleted and applied again, now owned by sluice alone.
+    let r = Reconciler::new(&cluster, w.options(), "sluice-system", "");
+    let mut s = single(json!({"default": "Recreate"}));
+    r.reconcile(&mut s, w.later(0));
+    assert_eq!(
+        ready(&s).map(|c| c.1),
+        Some("Succeeded".into()),
+        "{:?}",
+        s.status
+    );
+    assert_eq!(value(), "v1");
+    let managers = w
+        .api
+        .peek("v1", "ConfigMap", Some("shop"), "web")
+        .expect("web")["metadata"]["managedFields"]
+        .clone();
+    assert_eq!(managers.as_array().map(Vec::len), Some(1), "{managers}");
+}

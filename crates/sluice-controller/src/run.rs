@@ -112,14 +112,19 @@ async fn step(object: Arc<StageSet>, context: Arc<Context>) -> Result<Action, Ru
         name: format!("{namespace}/{name}"),
         source,
     };
+    // Writes carry the resourceVersion they were computed from: a step that ran on a stale
+    // cached copy fails with 409 and is retried on fresh data instead of rolling status back.
+    let mut version = object.metadata.resource_version.clone();
     if stageset.metadata.finalizers != object.metadata.finalizers {
         let patch = json!({"metadata": {
             "finalizers": stageset.metadata.finalizers,
-            "resourceVersion": object.metadata.resource_version,
+            "resourceVersion": version,
         }});
-        api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        let updated = api
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .map_err(failed)?;
+        version = updated.metadata.resource_version;
     }
     let deleted = object.metadata.deletion_timestamp.is_some()
         && stageset
@@ -128,7 +133,7 @@ async fn step(object: Arc<StageSet>, context: Arc<Context>) -> Result<Action, Ru
             .as_ref()
             .is_none_or(|f| !f.iter().any(|x| x == crate::reconcile::FINALIZER));
     if !deleted && stageset.status != object.status {
-        let patch = json!({"status": stageset.status});
+        let patch = json!({"metadata": {"resourceVersion": version}, "status": stageset.status});
         api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .map_err(failed)?;

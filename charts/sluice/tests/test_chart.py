@@ -19,6 +19,7 @@ import copy
 import itertools
 import json
 import os
+import re
 import subprocess
 import tempfile
 import unittest
@@ -202,6 +203,20 @@ class Workloads(unittest.TestCase):
         for crd in yaml.safe_load_all(shipped):
             if crd:
                 kubernetes_validate.validate(crd, KUBE_VERSION, strict=True)
+
+
+class ChartMatchesBinary(unittest.TestCase):
+    def test_every_controller_flag_the_chart_passes_exists(self):
+        help_text = sluice("controller", "--help")
+        for values in ({}, {"webhook": {"enabled": True}, "gate": {"enabled": True}}):
+            objects = render(values)
+            controller = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-controller")][0]
+            args = controller["spec"]["template"]["spec"]["containers"][0]["args"]
+            self.assertEqual(args[0], "controller")
+            for arg in args[1:]:
+                flag = arg.split("=", 1)[0]
+                self.assertRegex(help_text, re.escape(flag) + r"[ \n]",
+                                 f"the chart passes {flag}, which `sluice controller` does not know")
 
 
 class BadValues(unittest.TestCase):

@@ -8,11 +8,13 @@ use std::time::Duration;
 
 use chrono::Utc;
 use futures_util::StreamExt;
+use kube::Resource;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
 use serde_json::json;
-use sluice_api::StageSet;
+use sluice_api::{StagePhase, StageSet};
 use sluice_stage::plan::PlanOptions;
 
 use crate::kube_cluster::KubeCluster;
@@ -37,6 +39,64 @@ pub enum RunError {
 struct Context {
     reconciler: Reconciler<'static, KubeCluster>,
     client: kube::Client,
+    recorder: Recorder,
+}
+
+/// The Kubernetes Events one step's transitions deserve: each stage phase change and each
+/// change of the Ready condition.
+pub fn transitions(before: &StageSet, after: &StageSet) -> Vec<Event> {
+    let mut out = Vec::new();
+    let stages_before = before
+        .status
+        .as_ref()
+        .map(|s| s.stages.as_slice())
+        .unwrap_or_default();
+    for stage in after.status.iter().flat_map(|s| &s.stages) {
+        let previous = stages_before
+            .iter()
+            .find(|s| s.name == stage.name)
+            .map(|s| s.phase);
+        if previous != Some(stage.phase) && stage.phase != StagePhase::Pending {
+            let failed = stage.phase == StagePhase::Failed;
+            out.push(Event {
+                type_: if failed {
+                    EventType::Warning
+                } else {
+                    EventType::Normal
+                },
+                reason: format!("Stage{:?}", stage.phase),
+                note: Some(
+                    format!("stage {}: {}", stage.name, stage.message)
+                        .chars()
+                        .take(1000)
+                        .collect(),
+                ),
+                action: "Reconcile".into(),
+                secondary: None,
+            });
+        }
+    }
+    let ready = |s: &StageSet| {
+        s.status
+            .as_ref()
+            .and_then(|st| st.conditions.iter().find(|c| c.type_ == "Ready").cloned())
+    };
+    if let Some(now) = ready(after)
+        && ready(before).is_none_or(|was| was.status != now.status || was.reason != now.reason)
+    {
+        out.push(Event {
+            type_: if now.status == "False" {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: now.reason.clone(),
+            note: Some(now.message.chars().take(1000).collect()),
+            action: "Reconcile".into(),
+            secondary: None,
+        });
+    }
+    out
 }
 
 /// Options of the control loop.
@@ -65,9 +125,14 @@ pub async fn run(
     )));
     let mut reconciler = Reconciler::new(cluster, options.plan, &options.namespace, "");
     reconciler.metrics = options.metrics;
+    let reporter = Reporter {
+        controller: "sluice".into(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
     let context = Arc::new(Context {
         reconciler,
         client: client.clone(),
+        recorder: Recorder::new(client.clone(), reporter),
     });
     let stagesets: Api<StageSet> = Api::all(client);
     Controller::new(stagesets, watcher::Config::default())
@@ -107,6 +172,13 @@ async fn step(object: Arc<StageSet>, context: Arc<Context>) -> Result<Action, Ru
         (stageset, after)
     })
     .await?;
+    // Events are best effort: a missing right to create them must not stop delivery.
+    let reference = object.object_ref(&());
+    for event in transitions(&object, &stageset) {
+        if let Err(e) = context.recorder.publish(&event, &reference).await {
+            tracing::warn!(error = %e, reason = %event.reason, "could not record an event");
+        }
+    }
     let api: Api<StageSet> = Api::namespaced(context.client.clone(), &namespace);
     let failed = |source| RunError::Write {
         name: format!("{namespace}/{name}"),

@@ -258,6 +258,20 @@ fn the_control_loop_converges_from_a_watch_and_tears_down_on_delete() {
     );
     assert_eq!(live["status"]["observedGeneration"], 1);
     assert!(w.api.peek("v1", "ConfigMap", Some("shop"), "web").is_some());
+    // Every transition left an Event on the StageSet.
+    let reasons: Vec<String> = w
+        .api
+        .list("events.k8s.io/v1", "Event", Some("shop"))
+        .iter()
+        .filter(|e| e["regarding"]["name"] == "webshop")
+        .filter_map(|e| e["reason"].as_str().map(str::to_owned))
+        .collect();
+    for expected in ["StageWaiting", "StageReady", "Succeeded"] {
+        assert!(
+            reasons.iter().any(|r| r == expected),
+            "no {expected} event in {reasons:?}"
+        );
+    }
     let exposition = metrics.render();
     assert!(
         exposition.contains("sluice_objects_applied_total 3"),

@@ -42,6 +42,7 @@ fn builtin() -> Vec<Resource> {
         ("", "v1", "ServiceAccount", "serviceaccounts", true),
         ("", "v1", "Namespace", "namespaces", false),
         ("", "v1", "Event", "events", true),
+        ("events.k8s.io", "v1", "Event", "events", true),
         ("apps", "v1", "Deployment", "deployments", true),
         ("apps", "v1", "StatefulSet", "statefulsets", true),
         ("batch", "v1", "Job", "jobs", true),
@@ -220,6 +221,28 @@ impl TestApi {
             .objects
             .get(&(group, plural, ns.map(Into::into), name.into()))
             .cloned()
+    }
+
+    /// Every object of a kind in a namespace (`None`: all), read without authorization.
+    pub fn list(&self, api_version: &str, kind: &str, ns: Option<&str>) -> Vec<Value> {
+        let inner = self.shared.lock();
+        let (group, _) = split_api_version(api_version);
+        let Some(plural) = inner
+            .resources
+            .iter()
+            .find(|r| r.group == group && r.kind == kind)
+            .map(|r| r.plural.clone())
+        else {
+            return Vec::new();
+        };
+        inner
+            .objects
+            .iter()
+            .filter(|((g, p, n, _), _)| {
+                *g == group && *p == plural && (ns.is_none() || n.as_deref() == ns)
+            })
+            .map(|(_, o)| o.clone())
+            .collect()
     }
 
     /// Plays a controller or the kubelet: replaces an object's status.
@@ -643,6 +666,46 @@ async fn handle(
             };
             inner.record(kind, key(&name), object.clone());
             axum::Json(object).into_response()
+        }
+        (Method::POST, None) => {
+            inner.writes.push(format!("POST {path}"));
+            if let Err(r) = authorize(&inner, &user, "create", &req) {
+                return r;
+            }
+            let Ok(mut object) = serde_json::from_slice::<Value>(&body) else {
+                return status(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    "the body is not JSON".into(),
+                );
+            };
+            inner.version += 1;
+            let version = inner.version;
+            let name = match object["metadata"]["name"].as_str() {
+                Some(n) if !n.is_empty() => n.to_owned(),
+                _ => format!(
+                    "{}{version:05}",
+                    object["metadata"]["generateName"]
+                        .as_str()
+                        .unwrap_or("object-")
+                ),
+            };
+            if inner.objects.contains_key(&key(&name)) {
+                return status(
+                    StatusCode::CONFLICT,
+                    "AlreadyExists",
+                    format!("{} \"{name}\" already exists", req.resource.plural),
+                );
+            }
+            object["metadata"]["name"] = json!(name);
+            if let Some(ns) = &req.namespace {
+                object["metadata"]["namespace"] = json!(ns);
+            }
+            object["metadata"]["resourceVersion"] = json!(version.to_string());
+            object["metadata"]["uid"] = json!(format!("uid-{version}"));
+            object["metadata"]["generation"] = json!(1);
+            inner.record("ADDED", key(&name), object.clone());
+            (StatusCode::CREATED, axum::Json(object)).into_response()
         }
         (Method::DELETE, Some(name)) => {
             inner.writes.push(format!("DELETE {path}"));

@@ -1,5 +1,7 @@
-//! The reconciler end to end against the in-memory cluster, with real Git repositories and the
-//! real renderer. The test plays the kubelet and the Deployment controller by writing status.
+//! The reconciler end to end, with real Git repositories and the real renderer, against two
+//! clusters: the in-memory double, and the in-process test API server spoken to over HTTP by
+//! the real `kube` client (`KubeCluster`). Every scenario runs on both. The test plays the
+//! kubelet and the Deployment controller by writing status.
 
 use std::path::PathBuf;
 
@@ -7,9 +9,11 @@ use chrono::{DateTime, Duration as Span, Utc};
 use serde_json::{Value, json};
 use sluice_api::{StagePhase, StageSet};
 use sluice_controller::cluster::{Cluster, ObjectKey};
+use sluice_controller::kube_cluster::KubeCluster;
 use sluice_controller::memory::MemoryCluster;
 use sluice_controller::reconcile::{FINALIZER, Reconciler};
 use sluice_stage::plan::PlanOptions;
+use sluice_testapi::TestApi;
 use sluice_testkit::commit_all;
 
 const CONTROLLER: &str = "system:serviceaccount:sluice-system:sluice-controller";
@@ -27,18 +31,224 @@ fn config_map(name: &str, value: &str) -> String {
     )
 }
 
-struct World {
+/// What a scenario needs from a cluster besides the reconciler's own calls.
+trait Backend: Sized {
+    type C: Cluster;
+    fn start() -> Self;
+    fn cluster(&self) -> &Self::C;
+    fn controller_user(&self) -> &'static str;
+    fn allow(&self, user: &str, verbs: &[&str], kind: &str, namespace: Option<&str>);
+    fn peek(&self, key: &ObjectKey) -> Option<Value>;
+    fn set_status(&self, key: &ObjectKey, status: Value);
+    /// Write requests as `apply Kind ns/name` / `delete Kind ns/name`.
+    fn writes(&self) -> Vec<String>;
+    fn keys(&self) -> Vec<ObjectKey>;
+    fn apply(
+        &self,
+        user: &str,
+        object: &Value,
+    ) -> Result<Value, sluice_controller::cluster::ClusterError> {
+        self.cluster().apply(user, object)
+    }
+}
+
+impl Backend for MemoryCluster {
+    type C = MemoryCluster;
+    fn start() -> Self {
+        MemoryCluster::default()
+    }
+    fn cluster(&self) -> &MemoryCluster {
+        self
+    }
+    fn controller_user(&self) -> &'static str {
+        CONTROLLER
+    }
+    fn allow(&self, user: &str, verbs: &[&str], kind: &str, namespace: Option<&str>) {
+        MemoryCluster::allow(self, user, verbs, kind, namespace);
+    }
+    fn peek(&self, key: &ObjectKey) -> Option<Value> {
+        MemoryCluster::peek(self, key)
+    }
+    fn set_status(&self, key: &ObjectKey, status: Value) {
+        MemoryCluster::set_status(self, key, status);
+    }
+    fn writes(&self) -> Vec<String> {
+        MemoryCluster::writes(self)
+    }
+    fn keys(&self) -> Vec<ObjectKey> {
+        MemoryCluster::keys(self)
+    }
+}
+
+/// The test API server and a `kube`-backed cluster talking to it. The controller acts as the
+/// server's administrator (no impersonation), tenants are impersonated.
+struct KubeApi {
+    api: TestApi,
+    cluster: KubeCluster,
+    _runtime: tokio::runtime::Runtime,
+}
+
+const KINDS: [(&str, &str); 7] = [
+    ("ConfigMap", "configmaps"),
+    ("Deployment", "deployments"),
+    ("StageSet", "stagesets"),
+    ("Project", "projects"),
+    ("CustomResourceDefinition", "customresourcedefinitions"),
+    ("Widget", "widgets"),
+    ("*", "*"),
+];
+
+impl Backend for KubeApi {
+    type C = KubeCluster;
+    fn start() -> Self {
+        let api = TestApi::start().expect("test api");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let config = kube::Config::new(api.url.parse().expect("url"));
+        let cluster = KubeCluster::new(config, runtime.handle().clone());
+        Self {
+            api,
+            cluster,
+            _runtime: runtime,
+        }
+    }
+    fn cluster(&self) -> &KubeCluster {
+        &self.cluster
+    }
+    fn controller_user(&self) -> &'static str {
+        ""
+    }
+    fn allow(&self, user: &str, verbs: &[&str], kind: &str, namespace: Option<&str>) {
+        let plural = KINDS
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map_or("?", |(_, p)| p);
+        self.api.allow(user, verbs, plural, namespace);
+    }
+    fn peek(&self, key: &ObjectKey) -> Option<Value> {
+        self.api.peek(
+            &key.api_version,
+            &key.kind,
+            key.namespace.as_deref(),
+            &key.name,
+        )
+    }
+    fn set_status(&self, key: &ObjectKey, status: Value) {
+        self.api.set_status(
+            &key.api_version,
+            &key.kind,
+            key.namespace.as_deref(),
+            &key.name,
+            status,
+        );
+    }
+    fn writes(&self) -> Vec<String> {
+        self.api
+            .writes()
+            .iter()
+            .map(|w| {
+                let (method, path) = w.split_once(' ').unwrap_or(("", w));
+                let parts: Vec<&str> = path
+                    .split('?')
+                    .next()
+                    .unwrap_or("")
+                    .trim_matches('/')
+                    .split('/')
+                    .collect();
+                let (ns, plural, name) = match parts.iter().position(|p| *p == "namespaces") {
+                    Some(i) if parts.len() > i + 3 => {
+                        (Some(parts[i + 1]), parts[i + 2], parts[i + 3])
+                    }
+                    _ => (None, parts[parts.len() - 2], parts[parts.len() - 1]),
+                };
+                let kind = KINDS
+                    .iter()
+                    .find(|(_, p)| *p == plural)
+                    .map_or(plural, |(k, _)| k);
+                let verb = if method == "DELETE" {
+                    "delete"
+                } else {
+                    "apply"
+                };
+                match ns {
+                    Some(ns) => format!("{verb} {kind} {ns}/{name}"),
+                    None => format!("{verb} {kind} {name}"),
+                }
+            })
+            .collect()
+    }
+    fn keys(&self) -> Vec<ObjectKey> {
+        ["ConfigMap", "Deployment"]
+            .iter()
+            .flat_map(|kind| {
+                let api_version = if *kind == "Deployment" {
+                    "apps/v1"
+                } else {
+                    "v1"
+                };
+                self.api
+                    .list(api_version, kind, None)
+                    .into_iter()
+                    .map(move |o| {
+                        let mut o = o;
+                        o["apiVersion"] = json!(api_version);
+                        o["kind"] = json!(kind);
+                        ObjectKey::of(&o)
+                    })
+            })
+            .collect()
+    }
+    fn apply(
+        &self,
+        user: &str,
+        object: &Value,
+    ) -> Result<Value, sluice_controller::cluster::ClusterError> {
+        // The administrator is the server's own identity.
+        let user = if user == "admin" { "" } else { user };
+        self.cluster.apply(user, object)
+    }
+}
+
+macro_rules! on_both_clusters {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(#[test] fn $name() { super::$name::<sluice_controller::memory::MemoryCluster>() })*
+        }
+        mod kube_api {
+            $(#[test] fn $name() { super::$name::<super::KubeApi>() })*
+        }
+    };
+}
+
+on_both_clusters!(
+    stages_start_only_after_the_previous_one_is_ready,
+    a_failing_stage_leaves_later_stages_untouched,
+    a_stage_times_out,
+    objects_that_leave_a_stage_are_pruned_and_prune_false_keeps_them,
+    an_unchanged_stageset_re_renders_and_writes_nothing_but_corrects_drift,
+    revisions_are_pinned_for_the_whole_run,
+    suspend_and_depends_on,
+    a_service_account_without_rights_gets_the_403_in_the_condition,
+    a_project_violation_applies_nothing,
+    deletion_tears_stages_down_in_reverse_order,
+    custom_resources_wait_for_their_crd_to_be_established,
+);
+
+struct World<B: Backend> {
     dir: tempfile::TempDir,
-    cluster: MemoryCluster,
+    cluster: B,
     clock: std::cell::Cell<DateTime<Utc>>,
 }
 
-impl World {
+impl<B: Backend> World<B> {
     fn new() -> Self {
         let dir = tempfile::tempdir().expect("tmp");
         let w = Self {
             dir,
-            cluster: MemoryCluster::default(),
+            cluster: B::start(),
             clock: std::cell::Cell::new(
                 DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z")
                     .expect("time")
@@ -56,14 +266,15 @@ impl World {
             ),
         );
         commit_all(&w.repo(), "first");
+        let controller = w.cluster.controller_user();
         w.cluster.allow(
-            CONTROLLER,
+            controller,
             &["get", "create", "patch", "delete"],
             "ConfigMap",
             Some("sluice-system"),
         );
-        w.cluster.allow(CONTROLLER, &["get"], "StageSet", None);
-        w.cluster.allow(CONTROLLER, &["get"], "Project", None);
+        w.cluster.allow(controller, &["get"], "StageSet", None);
+        w.cluster.allow(controller, &["get"], "Project", None);
         w.cluster.allow(TENANT, &["*"], "*", Some("shop"));
         w
     }
@@ -78,9 +289,9 @@ impl World {
         std::fs::write(p, body).expect("write");
     }
 
-    fn reconciler(&self) -> Reconciler<'_, MemoryCluster> {
+    fn reconciler(&self) -> Reconciler<'_, B::C> {
         Reconciler::new(
-            &self.cluster,
+            self.cluster.cluster(),
             PlanOptions {
                 cache_dir: self.dir.path().join("cache"),
                 sources_dir: None,
@@ -88,7 +299,7 @@ impl World {
                 tools: Default::default(),
             },
             "sluice-system",
-            CONTROLLER,
+            self.cluster.controller_user(),
         )
     }
 
@@ -165,7 +376,7 @@ fn phases(s: &StageSet) -> Vec<StagePhase> {
         .unwrap_or_default()
 }
 
-fn converge(w: &World, r: &Reconciler<'_, MemoryCluster>, s: &mut StageSet) {
+fn converge<B: Backend>(w: &World<B>, r: &Reconciler<'_, B::C>, s: &mut StageSet) {
     r.reconcile(s, w.now());
     w.rolled_out("db");
     w.later(2);
@@ -181,9 +392,8 @@ fn converge(w: &World, r: &Reconciler<'_, MemoryCluster>, s: &mut StageSet) {
     );
 }
 
-#[test]
-fn stages_start_only_after_the_previous_one_is_ready() {
-    let w = World::new();
+fn stages_start_only_after_the_previous_one_is_ready<B: Backend>() {
+    let w = World::<B>::new();
     let r = w.reconciler();
     let mut s = w.stageset(json!({}));
     r.reconcile(&mut s, w.now());
@@ -210,7 +420,10 @@ fn stages_start_only_after_the_previous_one_is_ready() {
         condition(&s, "Reconciling").map(|c| c.0),
         Some("True".into())
     );
-    let db = w.cluster.peek(&World::key("Deployment", "db")).expect("db");
+    let db = w
+        .cluster
+        .peek(&World::<B>::key("Deployment", "db"))
+        .expect("db");
     assert_eq!(db["metadata"]["labels"]["sluice.dev/stage"], "db");
 
     w.later(2);
@@ -252,9 +465,8 @@ fn stages_start_only_after_the_previous_one_is_ready() {
     );
 }
 
-#[test]
-fn a_failing_stage_leaves_later_stages_untouched() {
-    let w = World::new();
+fn a_failing_stage_leaves_later_stages_untouched<B: Backend>() {
+    let w = World::<B>::new();
     let r = w.reconciler();
     let mut s = w.stageset(json!({}));
     r.reconcile(&mut s, w.now());
@@ -262,7 +474,7 @@ fn a_failing_stage_leaves_later_stages_untouched() {
     w.later(2);
     r.reconcile(&mut s, w.now());
     w.cluster.set_status(
-        &World::key("Deployment", "api"),
+        &World::<B>::key("Deployment", "api"),
         json!({"observedGeneration": 1, "conditions": [{"type": "Progressing", "status": "False",
                "reason": "ProgressDeadlineExceeded", "message": "ReplicaSet api-1 has timed out progressing."}]}),
     );
@@ -289,9 +501,8 @@ fn a_failing_stage_leaves_later_stages_untouched() {
     assert!(!w.exists("ConfigMap", "web"));
 }
 
-#[test]
-fn a_stage_times_out() {
-    let w = World::new();
+fn a_stage_times_out<B: Backend>() {
+    let w = World::<B>::new();
     let r = w.reconciler();
     let mut s = w.stageset(json!({"timeout": "30s"}));
     r.reconcile(&mut s, w.now());
@@ -302,9 +513,8 @@ fn a_stage_times_out() {
     assert!(message.contains("not ready after 30s"), "{message}");
 }
 
-#[test]
-fn objects_that_leave_a_stage_are_pruned_and_prune_false_keeps_them() {
-    let w = World::new();
+fn objects_that_leave_a_stage_are_pruned_and_prune_false_keeps_them<B: Backend>() {
+    let w = World::<B>::new();
     let r = w.reconciler();
     let mut s = w.stageset(json!({}));
     converge(&w, &r, &mut s);
@@ -316,12 +526,12 @@ fn objects_that_leave_a_stage_are_pruned_and_prune_false_keeps_them() {
     assert!(!w.exists("ConfigMap", "extra"), "pruned");
     let web = w
         .cluster
-        .peek(&World::key("ConfigMap", "web"))
+        .peek(&World::<B>::key("ConfigMap", "web"))
         .expect("web");
     assert_eq!(web["data"]["value"], "v2");
 
     // The same with prune off: the object stays.
-    let w = World::new();
+    let w = World::<B>::new();
     let r = w.reconciler();
     let mut s = w.stageset(json!({}));
     s.spec.stages[2].prune = false;
@@ -333,9 +543,8 @@ fn objects_that_leave_a_stage_are_pruned_and_prune_false_keeps_them() {
     assert!(w.exists("ConfigMap", "extra"), "prune: false keeps it");
 }
 
-#[test]
-fn an_unchanged_stageset_re_renders_and_writes_nothing_but_corrects_drift() {
-    let w = World::new();
+fn an_unchanged_stageset_re_renders_and_writes_nothing_but_corrects_drift<B: Backend>() {
+    let w = World::<B>::new();
     let r = w.reconciler();
     let mut s = w.stageset(json!({}));
     converge(&w, &r, &mut s);
@@ -365,7 +574,7 @@ fn an_unchanged_stageset_re_renders_and_writes_nothing_but_corrects_drift() {
         .expect("hand edit");
     assert_eq!(
         w.cluster
-            .peek(&World::key("ConfigMap", "web"))
+            .peek(&World::<B>::key("ConfigMap", "web"))
             .expect("web")["data"]["value"],
         "hacked"
     );
@@ -374,15 +583,14 @@ fn an_unchanged_stageset_re_renders_and_writes_nothing_but_corrects_drift() {
     r.reconcile(&mut s, w.now());
     let web = w
         .cluster
-        .peek(&World::key("ConfigMap", "web"))
+        .peek(&World::<B>::key("ConfigMap", "web"))
         .expect("web");
     assert_eq!(web["data"]["value"], "v1");
     assert_eq!(w.cluster.writes().len(), writes + 1);
 }
 
-#[test]
-fn revisions_are_pinned_for_the_whole_run() {
-    let w = World::new();
+fn revisions_are_pinned_for_the_whole_run<B: Backend>() {
+    let w = World::<B>::new();
     let r = w.reconciler();
     let mut s = w.stageset(json!({}));
     r.reconcile(&mut s, w.now());
@@ -398,7 +606,7 @@ fn revisions_are_pinned_for_the_whole_run() {
     r.reconcile(&mut s, w.now());
     let web = w
         .cluster
-        .peek(&World::key("ConfigMap", "web"))
+        .peek(&World::<B>::key("ConfigMap", "web"))
         .expect("web");
     assert_eq!(
         web["data"]["value"], "v1",
@@ -410,15 +618,14 @@ fn revisions_are_pinned_for_the_whole_run() {
     r.reconcile(&mut s, w.now());
     let web = w
         .cluster
-        .peek(&World::key("ConfigMap", "web"))
+        .peek(&World::<B>::key("ConfigMap", "web"))
         .expect("web");
     assert_eq!(web["data"]["value"], "mid-run");
     assert!(s.status.as_ref().expect("status").revisions["web"].ends_with(&new_sha));
 }
 
-#[test]
-fn suspend_and_depends_on() {
-    let w = World::new();
+fn suspend_and_depends_on<B: Backend>() {
+    let w = World::<B>::new();
     let r = w.reconciler();
     let mut s = w.stageset(json!({"suspend": true}));
     r.reconcile(&mut s, w.now());
@@ -453,9 +660,8 @@ fn suspend_and_depends_on() {
     assert!(w.exists("Deployment", "db"));
 }
 
-#[test]
-fn a_service_account_without_rights_gets_the_403_in_the_condition() {
-    let w = World::new();
+fn a_service_account_without_rights_gets_the_403_in_the_condition<B: Backend>() {
+    let w = World::<B>::new();
     let r = w.reconciler();
     let mut s = w.stageset(json!({"serviceAccountName": "nobody"}));
     r.reconcile(&mut s, w.now());
@@ -468,9 +674,8 @@ fn a_service_account_without_rights_gets_the_403_in_the_condition() {
     assert!(!w.exists("Deployment", "db"));
 }
 
-#[test]
-fn a_project_violation_applies_nothing() {
-    let w = World::new();
+fn a_project_violation_applies_nothing<B: Backend>() {
+    let w = World::<B>::new();
     w.write("db/db.yaml", &format!("{}---\n{}", deployment("db"), "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: sneaky, namespace: kube-system}\ndata: {}\n"));
     commit_all(&w.repo(), "sneaky");
     w.cluster.allow("admin", &["*"], "*", None);
@@ -493,9 +698,8 @@ fn a_project_violation_applies_nothing() {
     );
 }
 
-#[test]
-fn deletion_tears_stages_down_in_reverse_order() {
-    let w = World::new();
+fn deletion_tears_stages_down_in_reverse_order<B: Backend>() {
+    let w = World::<B>::new();
     let r = w.reconciler();
     let mut s = w.stageset(json!({}));
     s.spec.stages[0].prune = false;
@@ -537,9 +741,8 @@ fn k8s_time() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
     serde_json::from_value(json!("2026-11-22T11:00:00Z")).expect("time")
 }
 
-#[test]
-fn custom_resources_wait_for_their_crd_to_be_established() {
-    let w = World::new();
+fn custom_resources_wait_for_their_crd_to_be_established<B: Backend>() {
+    let w = World::<B>::new();
     w.write(
         "db/db.yaml",
         "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w1}\nspec: {size: 1}\n---\napiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: widgets.example.com}\nspec:\n  group: example.com\n  names: {kind: Widget, plural: widgets}\n  scope: Namespaced\n  versions: [{name: v1, served: true, storage: true, schema: {openAPIV3Schema: {type: object}}}]\n",

@@ -93,6 +93,16 @@ pub trait Cluster {
     }
     /// Reads one object (`None` when it does not exist).
     fn get(&self, user: &str, key: &ObjectKey) -> Result<Option<Value>, ClusterError>;
+    /// Lists the objects of a kind in a namespace (`None`: cluster-scoped or all) whose labels
+    /// match every `key=value` in `labels`.
+    fn list(
+        &self,
+        user: &str,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        labels: &[(&str, &str)],
+    ) -> Result<Vec<Value>, ClusterError>;
     /// Deletes one object (absent is fine).
     fn delete(&self, user: &str, key: &ObjectKey) -> Result<(), ClusterError>;
 }

@@ -127,6 +127,41 @@ impl Cluster for KubeCluster {
             .transpose()
     }
 
+    fn list(
+        &self,
+        user: &str,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        labels: &[(&str, &str)],
+    ) -> Result<Vec<Value>, ClusterError> {
+        let probe = ObjectKey {
+            api_version: api_version.into(),
+            kind: kind.into(),
+            namespace: namespace.map(Into::into),
+            name: String::new(),
+        };
+        let api = self.api(user, &probe)?;
+        let selector = labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let params = kube::api::ListParams::default().labels(&selector);
+        let list = self.runtime.block_on(api.list(&params)).map_err(error)?;
+        list.items
+            .into_iter()
+            .map(|o| {
+                let mut v =
+                    serde_json::to_value(o).map_err(|e| ClusterError::Invalid(e.to_string()))?;
+                // List items carry no apiVersion/kind of their own.
+                v["apiVersion"] = Value::String(api_version.into());
+                v["kind"] = Value::String(kind.into());
+                Ok(v)
+            })
+            .collect()
+    }
+
     fn delete(&self, user: &str, key: &ObjectKey) -> Result<(), ClusterError> {
         let api = self.api(user, key)?;
         match self

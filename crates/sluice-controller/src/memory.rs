@@ -173,6 +173,43 @@ impl Cluster for MemoryCluster {
         Ok(state.objects.get(key).cloned())
     }
 
+    fn list(
+        &self,
+        user: &str,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        labels: &[(&str, &str)],
+    ) -> Result<Vec<Value>, ClusterError> {
+        let state = self.lock();
+        let probe = ObjectKey {
+            api_version: api_version.into(),
+            kind: kind.into(),
+            namespace: namespace.map(Into::into),
+            name: String::new(),
+        };
+        Self::authorize(&state, user, "list", &probe)?;
+        // Keys sort by apiVersion, kind, namespace: start at the first possible match.
+        Ok(state
+            .objects
+            .range(probe.clone()..)
+            .take_while(|(k, _)| {
+                k.api_version == api_version
+                    && k.kind == kind
+                    && (namespace.is_none() || k.namespace.as_deref() == namespace)
+            })
+            .filter(|(k, o)| {
+                k.api_version == api_version
+                    && k.kind == kind
+                    && (namespace.is_none() || k.namespace.as_deref() == namespace)
+                    && labels
+                        .iter()
+                        .all(|(lk, lv)| o["metadata"]["labels"][*lk] == *lv)
+            })
+            .map(|(_, o)| o.clone())
+            .collect())
+    }
+
     fn delete(&self, user: &str, key: &ObjectKey) -> Result<(), ClusterError> {
         let mut state = self.lock();
         state.writes.push(format!("delete {key}"));

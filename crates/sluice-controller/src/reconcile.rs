@@ -811,24 +811,57 @@ impl<'a, C: Cluster> Reconciler<'a, C> {
         Ok(refs)
     }
 
-    /// Re-applies objects that drifted from what was applied; no write when none did.
+    /// Re-applies objects that drifted from what was applied; no write when none did. Live
+    /// objects are read with one list per kind and namespace (by the stage labels sluice
+    /// sets), not one request per object.
     fn correct_drift(&self, stageset: &StageSet) -> Result<usize, String> {
         let mut drifted = 0;
+        let owner = owner_label(
+            stageset.metadata.namespace.as_deref().unwrap_or("default"),
+            stageset.metadata.name.as_deref().unwrap_or_default(),
+        );
         for index in 0..stageset.spec.stages.len() {
             let user = Self::user(stageset, index);
-            for object in self.desired(stageset, index)?.into_iter().map(|p| p.object) {
-                let key = ObjectKey::of(&object);
-                let live = self
+            let stage = &stageset.spec.stages[index].name;
+            let desired: Vec<Value> = self
+                .desired(stageset, index)?
+                .into_iter()
+                .map(|p| p.object)
+                .collect();
+            let mut groups: BTreeMap<(String, String, Option<String>), Vec<&Value>> =
+                BTreeMap::new();
+            for object in &desired {
+                let key = ObjectKey::of(object);
+                groups
+                    .entry((key.api_version, key.kind, key.namespace))
+                    .or_default()
+                    .push(object);
+            }
+            for ((api_version, kind, namespace), objects) in groups {
+                let live: HashMap<String, Value> = self
                     .cluster
-                    .get(&user, &key)
-                    .map_err(|e| format!("reading {key}: {e}"))?;
-                if !live.is_some_and(|l| contained(&object, &l)) {
-                    tracing::info!(object = %key, "drift corrected");
-                    self.cluster
-                        .apply(&user, &object)
-                        .map_err(|e| format!("applying {key}: {e}"))?;
-                    drifted += 1;
-                    self.metrics.drifted.inc();
+                    .list(
+                        &user,
+                        &api_version,
+                        &kind,
+                        namespace.as_deref(),
+                        &[("sluice.dev/stageset", &owner), ("sluice.dev/stage", stage)],
+                    )
+                    .map_err(|e| format!("listing {kind}: {e}"))?
+                    .into_iter()
+                    .filter_map(|o| Some((o["metadata"]["name"].as_str()?.to_owned(), o)))
+                    .collect();
+                for object in objects {
+                    let name = object["metadata"]["name"].as_str().unwrap_or_default();
+                    if !live.get(name).is_some_and(|l| contained(object, l)) {
+                        let key = ObjectKey::of(object);
+                        tracing::info!(object = %key, "drift corrected");
+                        self.cluster
+                            .apply(&user, object)
+                            .map_err(|e| format!("applying {key}: {e}"))?;
+                        drifted += 1;
+                        self.metrics.drifted.inc();
+                    }
                 }
             }
         }
@@ -876,6 +909,20 @@ impl<'a, C: Cluster> Reconciler<'a, C> {
         }
         Duration::ZERO
     }
+}
+
+/// The `sluice.dev/stageset` label value: `namespace.name`, or a digest of it when that would
+/// exceed the 63 characters a label value may have.
+pub fn owner_label(namespace: &str, name: &str) -> String {
+    let full = format!("{namespace}.{name}");
+    if full.len() <= 63 {
+        return full;
+    }
+    // FNV-1a: stable across releases and platforms, unlike the std hasher.
+    let hash = full.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{}-{hash:016x}", &full[..40].trim_end_matches(['.', '-']))
 }
 
 /// The conflict action for an object: the first rule whose target matches, else the default.

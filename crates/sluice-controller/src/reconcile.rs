@@ -14,9 +14,10 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
 use sluice_api::{
-    Condition, ConflictAction, ConflictPolicy, Project, StagePhase, StageSet, StageSetStatus,
-    StageStatus,
+    Condition, ConflictAction, ConflictPolicy, Project, SourceKind, SourceRef, StagePhase,
+    StageSet, StageSetStatus, StageStatus,
 };
+use sluice_source::SourceSpec;
 use sluice_stage::bounds::Bounds;
 use sluice_stage::health::{CelCheck, Health, health};
 use sluice_stage::load::parse_duration_ms;
@@ -48,6 +49,9 @@ pub struct Reconciler<'a, C: Cluster> {
     /// Sources pinned recently, by source: StageSets sharing a repository resolve it once
     /// per [`PIN_TTL`] instead of once each.
     pins: Mutex<HashMap<String, (DateTime<Utc>, Pinned)>>,
+    /// Pinned specs of Flux sources by (source, revision): the artifact a run pinned, even
+    /// after the Flux object has moved on.
+    flux_specs: Mutex<HashMap<(String, String), SourceSpec>>,
     /// Counters and gauges for `/metrics`.
     pub metrics: std::sync::Arc<Metrics>,
 }
@@ -139,6 +143,7 @@ impl<'a, C: Cluster> Reconciler<'a, C> {
             cache: Mutex::new(HashMap::new()),
             renders: Mutex::new(0),
             pins: Mutex::new(HashMap::new()),
+            flux_specs: Mutex::new(HashMap::new()),
             metrics: std::sync::Arc::default(),
         }
     }
@@ -461,12 +466,112 @@ impl<'a, C: Cluster> Reconciler<'a, C> {
         {
             return Ok(pinned.clone());
         }
-        let pinned = pin_stage(stage, namespace, &self.options)?;
+        let pinned = match &stage.source_ref {
+            // In the cluster, a sourceRef is the Flux object's current artifact.
+            Some(r) if self.options.sources_dir.is_none() => self.pin_flux(r, namespace)?,
+            _ => pin_stage(stage, namespace, &self.options)?,
+        };
         self.pins
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(key, (now, pinned.clone()));
         Ok(pinned)
+    }
+
+    fn flux_key(reference: &SourceRef, namespace: &str) -> String {
+        format!(
+            "{:?}/{}/{}",
+            reference.kind,
+            reference.namespace.as_deref().unwrap_or(namespace),
+            reference.name
+        )
+    }
+
+    /// Reads a Flux source object from the cluster and pins its artifact.
+    fn pin_flux(&self, reference: &SourceRef, namespace: &str) -> Result<Pinned, String> {
+        let kind = match reference.kind {
+            SourceKind::GitRepository => "GitRepository",
+            SourceKind::OciRepository => "OCIRepository",
+            SourceKind::Bucket => "Bucket",
+            SourceKind::ExternalArtifact => "ExternalArtifact",
+        };
+        let ns = reference.namespace.as_deref().unwrap_or(namespace);
+        let mut last_error = String::new();
+        let mut object = None;
+        for version in ["v1", "v1beta2"] {
+            let key = ObjectKey {
+                api_version: format!("source.toolkit.fluxcd.io/{version}"),
+                kind: kind.into(),
+                namespace: Some(ns.into()),
+                name: reference.name.clone(),
+            };
+            match self.cluster.get(&self.controller_user, &key) {
+                Ok(Some(o)) => {
+                    object = Some(o);
+                    break;
+                }
+                Ok(None) => last_error = format!("{kind} {ns}/{} does not exist", reference.name),
+                Err(e) => last_error = format!("reading {kind} {ns}/{}: {e}", reference.name),
+            }
+        }
+        let object = object.ok_or(last_error)?;
+        let spec = sluice_source::artifact_of(&object)?;
+        let fetched = sluice_source::fetch(
+            &spec,
+            &sluice_source::FetchOptions::new(&self.options.cache_dir),
+        )
+        .map_err(|e| e.to_string())?;
+        self.flux_specs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                (
+                    Self::flux_key(reference, namespace),
+                    fetched.revision.clone(),
+                ),
+                spec.clone(),
+            );
+        Ok(Pinned {
+            shown: format!("{kind} {ns}/{}", reference.name),
+            url: object["spec"]["url"].as_str().map(str::to_owned),
+            revision: fetched.revision,
+            spec,
+        })
+    }
+
+    /// The pinned source of a stage at `revision`.
+    fn spec_for(
+        &self,
+        stage: &sluice_api::Stage,
+        namespace: &str,
+        revision: &str,
+    ) -> Result<SourceSpec, String> {
+        let Some(reference) = stage
+            .source_ref
+            .as_ref()
+            .filter(|_| self.options.sources_dir.is_none())
+        else {
+            return spec_at(stage, namespace, &self.options, revision);
+        };
+        let key = (Self::flux_key(reference, namespace), revision.to_owned());
+        if let Some(spec) = self
+            .flux_specs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return Ok(spec.clone());
+        }
+        // After a restart: the object may still point at the pinned artifact.
+        let pinned = self.pin_flux(reference, namespace)?;
+        if pinned.revision == revision {
+            Ok(pinned.spec)
+        } else {
+            Err(format!(
+                "{} moved from the pinned revision {revision} to {} during the run; the next run uses it",
+                pinned.shown, pinned.revision
+            ))
+        }
     }
 
     fn project(&self, name: &str) -> Result<Bounds, String> {
@@ -527,7 +632,7 @@ impl<'a, C: Cluster> Reconciler<'a, C> {
             let objects = match cached {
                 Some(o) => o,
                 None => {
-                    let spec = spec_at(stage, namespace, &self.options, &revision)?;
+                    let spec = self.spec_for(stage, namespace, &revision)?;
                     let (objects, _) =
                         render_stage(stage, &spec, &self.options, name, &default_ns)?;
                     *self.renders.lock().unwrap_or_else(|e| e.into_inner()) += 1;

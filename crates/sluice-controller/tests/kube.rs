@@ -390,3 +390,115 @@ fn field_ownership_conflicts_follow_the_conflict_policy() {
         .clone();
     assert_eq!(managers.as_array().map(Vec::len), Some(1), "{managers}");
 }
+
+/// Serves `body` for every GET on a loopback port (a stand-in for Flux's source-controller).
+fn artifact_server(body: Vec<u8>) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/gzip\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&body);
+        }
+    });
+    format!("http://{address}")
+}
+
+fn tarball(files: &[(&str, &str)]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::default(),
+    ));
+    for (path, content) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(content.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder
+            .append_data(&mut header, path, content.as_bytes())
+            .expect("append");
+    }
+    builder
+        .into_inner()
+        .and_then(|gz| gz.finish())
+        .expect("tarball")
+}
+
+#[test]
+fn a_source_ref_reads_the_flux_objects_artifact_from_the_cluster() {
+    use sha2::Digest;
+    let w = World::new();
+    let body = tarball(&[(
+        "deploy/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: from-flux}\ndata: {origin: artifact}\n",
+    )]);
+    let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&body)));
+    let base = artifact_server(body);
+    let cluster = w.cluster();
+    use sluice_controller::cluster::Cluster;
+    cluster
+        .apply(
+            "",
+            &json!({"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
+                    "metadata": {"name": "app", "namespace": "flux-system"},
+                    "spec": {"url": "https://git.example.com/shop/app.git", "interval": "1m"}}),
+        )
+        .expect("flux object");
+    w.api.set_status(
+        "source.toolkit.fluxcd.io/v1",
+        "GitRepository",
+        Some("flux-system"),
+        "app",
+        json!({"artifact": {"url": format!("{base}/app.tar.gz"), "digest": digest,
+                            "revision": "main@sha1:0123456789abcdef0123456789abcdef01234567"}}),
+    );
+    let r = Reconciler::new(&cluster, w.options(), "sluice-system", "");
+    let mut s: StageSet = serde_json::from_value(json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "StageSet",
+        "metadata": {"name": "app", "namespace": "shop", "generation": 1},
+        "spec": {"serviceAccountName": "deployer", "stages": [
+            {"name": "app", "sourceRef": {"kind": "GitRepository", "name": "app", "namespace": "flux-system"}, "path": "deploy"}]},
+    }))
+    .expect("stageset");
+    r.reconcile(&mut s, w.later(0));
+    assert_eq!(
+        ready(&s).map(|c| c.1),
+        Some("Succeeded".into()),
+        "{:?}",
+        s.status
+    );
+    let cm = w
+        .api
+        .peek("v1", "ConfigMap", Some("shop"), "from-flux")
+        .expect("applied");
+    assert_eq!(cm["data"]["origin"], "artifact");
+    let revision = &s.status.as_ref().expect("status").revisions["app"];
+    assert!(revision.contains("0123456789abcdef"), "{revision}");
+
+    // A source object without an artifact is SourceNotReady, naming it.
+    w.api.set_status(
+        "source.toolkit.fluxcd.io/v1",
+        "GitRepository",
+        Some("flux-system"),
+        "app",
+        json!({}),
+    );
+    let r = Reconciler::new(&cluster, w.options(), "sluice-system", "");
+    let mut fresh = s.clone();
+    fresh.status = None;
+    r.reconcile(&mut fresh, w.later(0));
+    let (_, reason, message) = ready(&fresh).expect("ready");
+    assert_eq!(reason, "SourceNotReady");
+    assert!(
+        message.contains("GitRepository app has no status.artifact"),
+        "{message}"
+    );
+}

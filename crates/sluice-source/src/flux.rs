@@ -37,28 +37,34 @@ pub fn read_flux_source(path: &Path) -> Result<SourceSpec> {
             objects.len()
         )));
     };
+    artifact_of(object).map_err(flux)
+}
+
+/// The artifact a Flux source object (read from a file or from the cluster) points at.
+pub fn artifact_of(object: &serde_json::Value) -> std::result::Result<SourceSpec, String> {
     let api_version = object["apiVersion"].as_str().unwrap_or_default();
     let kind = object["kind"].as_str().unwrap_or_default();
     if !API_VERSIONS.contains(&api_version) || !KINDS.contains(&kind) {
-        return Err(flux(format!(
+        return Err(format!(
             "{api_version}/{kind} is not a Flux source (expected source.toolkit.fluxcd.io/v1 {})",
             KINDS.join(", ")
-        )));
+        ));
     }
     let name = object["metadata"]["name"].as_str().unwrap_or("<unnamed>");
     let artifact = &object["status"]["artifact"];
     if artifact.is_null() {
-        return Err(flux(format!(
+        return Err(format!(
             "{kind} {name} has no status.artifact (is the source Ready?)"
-        )));
+        ));
     }
     let url = artifact["url"]
         .as_str()
-        .ok_or_else(|| flux(format!("{kind} {name}: status.artifact.url is missing")))?;
+        .ok_or_else(|| format!("{kind} {name}: status.artifact.url is missing"))?;
     let digest: Digest = artifact["digest"]
         .as_str()
-        .ok_or_else(|| flux(format!("{kind} {name}: status.artifact.digest is missing")))?
-        .parse()?;
+        .ok_or_else(|| format!("{kind} {name}: status.artifact.digest is missing"))?
+        .parse()
+        .map_err(|e: crate::Error| e.to_string())?;
     Ok(SourceSpec::Artifact {
         url: url.to_owned(),
         digest,

@@ -18,6 +18,6 @@ mod spec;
 pub use archive::ArchiveLimits;
 pub use error::{Error, Result};
 pub use fetch::{FetchOptions, FetchedSource, Progress, fetch};
-pub use flux::read_flux_source;
+pub use flux::{artifact_of, read_flux_source};
 pub use secret::{Secret, redact_url};
 pub use spec::{Credentials, Digest, SourceSpec};

@@ -61,6 +61,28 @@ fn builtin() -> Vec<Resource> {
             "customresourcedefinitions",
             false,
         ),
+        (
+            "source.toolkit.fluxcd.io",
+            "v1",
+            "GitRepository",
+            "gitrepositories",
+            true,
+        ),
+        ("source.toolkit.fluxcd.io", "v1", "Bucket", "buckets", true),
+        (
+            "source.toolkit.fluxcd.io",
+            "v1",
+            "ExternalArtifact",
+            "externalartifacts",
+            true,
+        ),
+        (
+            "source.toolkit.fluxcd.io",
+            "v1beta2",
+            "OCIRepository",
+            "ocirepositories",
+            true,
+        ),
         ("sluice.dev", "v1alpha1", "StageSet", "stagesets", true),
         ("sluice.dev", "v1alpha1", "Project", "projects", false),
     ]

@@ -29,6 +29,8 @@ pub struct Metrics {
     pub drifted: Counter,
     /// 1 when a stage is ready, by `stageset` and `stage`.
     pub stage_ready: Family<Labels, Gauge>,
+    /// StageSets due for a reconcile (requeue time passed) plus those being reconciled.
+    pub queue_depth: Gauge,
 }
 
 impl Default for Metrics {
@@ -40,6 +42,7 @@ impl Default for Metrics {
         let (applied, pruned, drifted) =
             (Counter::default(), Counter::default(), Counter::default());
         let stage_ready = Family::<Labels, Gauge>::default();
+        let queue_depth = Gauge::default();
         registry.register(
             "reconciles",
             "Reconcile steps by result",
@@ -67,6 +70,11 @@ impl Default for Metrics {
             "1 when the stage is ready",
             stage_ready.clone(),
         );
+        registry.register(
+            "work_queue_depth",
+            "StageSets due for a reconcile or being reconciled",
+            queue_depth.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -76,6 +84,7 @@ impl Default for Metrics {
             pruned,
             drifted,
             stage_ready,
+            queue_depth,
         }
     }
 }

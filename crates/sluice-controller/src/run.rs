@@ -40,6 +40,30 @@ struct Context {
     reconciler: Reconciler<'static, KubeCluster>,
     client: kube::Client,
     recorder: Recorder,
+    /// When each StageSet is due again (`None` while it is being reconciled).
+    schedule: std::sync::Mutex<std::collections::HashMap<String, Option<std::time::Instant>>>,
+}
+
+impl Context {
+    /// Records when `key` is due (`None`: being reconciled now; `idle`: nothing scheduled)
+    /// and updates the queue-depth gauge.
+    fn set_due(&self, key: &str, due: Option<std::time::Instant>, idle: bool) {
+        let mut schedule = self.schedule.lock().unwrap_or_else(|e| e.into_inner());
+        if idle {
+            schedule.remove(key);
+        } else {
+            schedule.insert(key.to_owned(), due);
+        }
+        let now = std::time::Instant::now();
+        let depth = schedule
+            .values()
+            .filter(|d| d.is_none_or(|d| d <= now))
+            .count();
+        self.reconciler
+            .metrics
+            .queue_depth
+            .set(i64::try_from(depth).unwrap_or(i64::MAX));
+    }
 }
 
 /// The Kubernetes Events one step's transitions deserve: each stage phase change and each
@@ -133,6 +157,7 @@ pub async fn run(
         reconciler,
         client: client.clone(),
         recorder: Recorder::new(client.clone(), reporter),
+        schedule: std::sync::Mutex::default(),
     });
     let stagesets: Api<StageSet> = Api::all(client);
     Controller::new(stagesets, watcher::Config::default())
@@ -149,7 +174,23 @@ pub async fn run(
 
 async fn reconcile(object: Arc<StageSet>, context: Arc<Context>) -> Result<Action, RunError> {
     let started = std::time::Instant::now();
+    let key = format!(
+        "{}/{}",
+        object.metadata.namespace.as_deref().unwrap_or_default(),
+        object.metadata.name.as_deref().unwrap_or_default()
+    );
+    context.set_due(&key, None, false);
     let result = step(object, context.clone()).await;
+    let next = match &result {
+        Ok(after) => *after,
+        Err(_) => ERROR_REQUEUE,
+    };
+    // Zero means "until something changes": nothing is scheduled.
+    context.set_due(
+        &key,
+        (!next.is_zero()).then(|| std::time::Instant::now() + next),
+        next.is_zero(),
+    );
     let metrics = &context.reconciler.metrics;
     metrics
         .reconcile_seconds
@@ -159,10 +200,16 @@ async fn reconcile(object: Arc<StageSet>, context: Arc<Context>) -> Result<Actio
         .reconciles
         .get_or_create(&vec![("result".to_owned(), outcome.to_owned())])
         .inc();
-    result
+    result.map(|after| {
+        if after.is_zero() {
+            Action::await_change()
+        } else {
+            Action::requeue(after)
+        }
+    })
 }
 
-async fn step(object: Arc<StageSet>, context: Arc<Context>) -> Result<Action, RunError> {
+async fn step(object: Arc<StageSet>, context: Arc<Context>) -> Result<Duration, RunError> {
     let namespace = object.metadata.namespace.clone().unwrap_or_default();
     let name = object.metadata.name.clone().unwrap_or_default();
     let mut stageset = (*object).clone();
@@ -210,14 +257,13 @@ async fn step(object: Arc<StageSet>, context: Arc<Context>) -> Result<Action, Ru
             .await
             .map_err(failed)?;
     }
-    Ok(if after.is_zero() {
-        Action::await_change()
-    } else {
-        Action::requeue(after)
-    })
+    Ok(after)
 }
+
+/// Wait after a failed write before trying again.
+const ERROR_REQUEUE: Duration = Duration::from_secs(5);
 
 fn error_policy(_: Arc<StageSet>, error: &RunError, _: Arc<Context>) -> Action {
     tracing::warn!(%error, "retrying");
-    Action::requeue(Duration::from_secs(5))
+    Action::requeue(ERROR_REQUEUE)
 }

@@ -44,14 +44,16 @@ pub struct Reconciler<'a, C: Cluster> {
     /// The controller's own identity (reads StageSets, Projects, inventories).
     pub controller_user: String,
     /// Rendered stages by (StageSet, stage, revision, stage spec).
-    cache: Mutex<HashMap<String, Vec<Value>>>,
+    /// One entry per StageSet stage: the last rendered (revision, spec) and its objects, so the
+    /// cache is bounded by the number of stages, not by history.
+    cache: Mutex<HashMap<String, (String, Vec<Value>)>>,
     renders: Mutex<u64>,
     /// Sources pinned recently, by source: StageSets sharing a repository resolve it once
     /// per [`PIN_TTL`] instead of once each.
     pins: Mutex<HashMap<String, (DateTime<Utc>, Pinned)>>,
     /// Pinned specs of Flux sources by (source, revision): the artifact a run pinned, even
     /// after the Flux object has moved on.
-    flux_specs: Mutex<HashMap<(String, String), SourceSpec>>,
+    flux_specs: Mutex<HashMap<String, Vec<(String, SourceSpec)>>>,
     /// Counters and gauges for `/metrics`.
     pub metrics: std::sync::Arc<Metrics>,
 }
@@ -524,13 +526,21 @@ impl<'a, C: Cluster> Reconciler<'a, C> {
         self.flux_specs
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(
-                (
-                    Self::flux_key(reference, namespace),
-                    fetched.revision.clone(),
-                ),
-                spec.clone(),
-            );
+            .entry(Self::flux_key(reference, namespace))
+            .or_default()
+            .push((fetched.revision.clone(), spec.clone()));
+        // Runs of several StageSets may be on different revisions of one source at once; a
+        // few recent ones are plenty.
+        if let Some(list) = self
+            .flux_specs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(&Self::flux_key(reference, namespace))
+        {
+            list.dedup_by(|a, b| a.0 == b.0);
+            let excess = list.len().saturating_sub(8);
+            list.drain(..excess);
+        }
         Ok(Pinned {
             shown: format!("{kind} {ns}/{}", reference.name),
             url: object["spec"]["url"].as_str().map(str::to_owned),
@@ -553,14 +563,16 @@ impl<'a, C: Cluster> Reconciler<'a, C> {
         else {
             return spec_at(stage, namespace, &self.options, revision);
         };
-        let key = (Self::flux_key(reference, namespace), revision.to_owned());
+        let key = Self::flux_key(reference, namespace);
         if let Some(spec) = self
             .flux_specs
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&key)
+            .and_then(|list| list.iter().find(|(pinned, _)| pinned == revision))
+            .map(|(_, spec)| spec.clone())
         {
-            return Ok(spec.clone());
+            return Ok(spec);
         }
         // After a restart: the object may still point at the pinned artifact.
         let pinned = self.pin_flux(reference, namespace)?;
@@ -618,17 +630,18 @@ impl<'a, C: Cluster> Reconciler<'a, C> {
                 .and_then(|s| s.revisions.get(&stage.name))
                 .cloned()
                 .ok_or_else(|| format!("stage {} has no pinned revision", stage.name))?;
-            let key = format!(
-                "{namespace}/{name}/{}/{revision}/{}",
-                stage.name,
+            let slot = format!("{namespace}/{name}/{}", stage.name);
+            let version = format!(
+                "{revision}/{}",
                 serde_json::to_string(stage).unwrap_or_default()
             );
             let cached = self
                 .cache
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .get(&key)
-                .cloned();
+                .get(&slot)
+                .filter(|(v, _)| *v == version)
+                .map(|(_, objects)| objects.clone());
             let objects = match cached {
                 Some(o) => o,
                 None => {
@@ -639,7 +652,7 @@ impl<'a, C: Cluster> Reconciler<'a, C> {
                     self.cache
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
-                        .insert(key, objects.clone());
+                        .insert(slot, (version, objects.clone()));
                     objects
                 }
             };
@@ -1012,6 +1025,15 @@ impl<'a, C: Cluster> Reconciler<'a, C> {
         if let Some(f) = stageset.metadata.finalizers.as_mut() {
             f.retain(|x| x != FINALIZER);
         }
+        let prefix = format!(
+            "{}/{}/",
+            snapshot.metadata.namespace.as_deref().unwrap_or("default"),
+            snapshot.metadata.name.as_deref().unwrap_or_default()
+        );
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|slot, _| !slot.starts_with(&prefix));
         Duration::ZERO
     }
 }

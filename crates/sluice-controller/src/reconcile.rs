@@ -973,10 +973,31 @@ impl<'a, C: Cluster> Reconciler<'a, C> {
                     let name = object["metadata"]["name"].as_str().unwrap_or_default();
                     if !live.get(name).is_some_and(|l| contained(object, l)) {
                         let key = ObjectKey::of(object);
+                        let policy = stageset.spec.stages[index].conflict_policy.as_ref();
+                        match self.cluster.apply_with(&user, object, false) {
+                            Ok(_) => {}
+                            // Someone else owns what drifted: the stage's policy decides.
+                            Err(ClusterError::Conflict(conflict)) => {
+                                match conflict_action(policy, &key) {
+                                    ConflictAction::KeepExisting => continue,
+                                    ConflictAction::Fail => {
+                                        return Err(format!(
+                                            "applying {key}: {conflict} (conflictPolicy Fail)"
+                                        ));
+                                    }
+                                    ConflictAction::Recreate => {
+                                        self.cluster
+                                            .delete(&user, &key)
+                                            .and_then(|()| {
+                                                self.cluster.apply_with(&user, object, false)
+                                            })
+                                            .map_err(|e| format!("recreating {key}: {e}"))?;
+                                    }
+                                }
+                            }
+                            Err(e) => return Err(format!("applying {key}: {e}")),
+                        }
                         tracing::info!(object = %key, "drift corrected");
-                        self.cluster
-                            .apply(&user, object)
-                            .map_err(|e| format!("applying {key}: {e}"))?;
                         drifted += 1;
                         self.metrics.drifted.inc();
                     }

@@ -90,9 +90,18 @@ impl Bundle {
 }
 
 fn typed<T: serde::de::DeserializeOwned>(origin: &str, doc: Value) -> Result<T> {
-    serde_path_to_error::deserialize(doc).map_err(|e| Error::Invalid {
-        origin: origin.to_owned(),
-        message: format!("{}: {}", e.path(), e.inner()),
+    serde_path_to_error::deserialize(doc).map_err(|e| {
+        let inner = e.inner().to_string();
+        // kubectl's YAML 1.1 reads y/n/yes/no/on/off unquoted as booleans.
+        let hint = if inner.contains("invalid type: boolean") && inner.contains("string") {
+            " (YAML reads y, n, yes, no, on and off as booleans: quote the value)"
+        } else {
+            ""
+        };
+        Error::Invalid {
+            origin: origin.to_owned(),
+            message: format!("{}: {inner}{hint}", e.path()),
+        }
     })
 }
 

@@ -176,6 +176,10 @@ fn bad_stagesets_are_refused_with_the_field() {
         ),
         ("stagez: []\n", "stagez"),
         (
+            "stages:\n  - {name: a, source: {git: {url: x, ref: n}}}\n",
+            "quote the value",
+        ),
+        (
             "timeout: soon\n  stages:\n  - {name: a, source: {git: {url: x}}}\n",
             "spec.timeout",
         ),

@@ -751,34 +751,13 @@ impl<'a, C: Cluster> Reconciler<'a, C> {
                         }
                     }
                 }
-                let key = ObjectKey::of(object);
-                let applied = match self.cluster.apply_with(&user, object, false) {
-                    Err(ClusterError::Conflict(conflict)) => {
-                        match conflict_action(stage.conflict_policy.as_ref(), &key) {
-                            ConflictAction::Fail => Err(format!(
-                                "{conflict} (conflictPolicy Fail: set Recreate or KeepExisting for {key} to resolve it)"
-                            )),
-                            ConflictAction::KeepExisting => {
-                                tracing::info!(object = %key, "conflict: keeping the existing object");
-                                continue;
-                            }
-                            ConflictAction::Recreate => {
-                                tracing::info!(object = %key, "conflict: recreating");
-                                self.cluster
-                                    .delete(&user, &key)
-                                    .and_then(|()| self.cluster.apply_with(&user, object, false))
-                                    .map_err(|e| e.to_string())
-                            }
-                        }
+                match self.apply_with_policy(&user, object, stage.conflict_policy.as_ref()) {
+                    Ok(true) => {
+                        self.metrics.applied.inc();
                     }
-                    other => other.map_err(|e| e.to_string()),
-                };
-                match applied {
-                    Ok(_) => self.metrics.applied.inc(),
-                    Err(e) => {
-                        return fail_with(st, "ApplyFailed", format!("applying {key}: {e}"));
-                    }
-                };
+                    Ok(false) => {}
+                    Err(e) => return fail_with(st, "ApplyFailed", e),
+                }
             }
             // Prune what left the stage, then record the new inventory.
             let keys: Vec<ObjectKey> = desired.iter().map(ObjectKey::of).collect();
@@ -974,28 +953,8 @@ impl<'a, C: Cluster> Reconciler<'a, C> {
                     if !live.get(name).is_some_and(|l| contained(object, l)) {
                         let key = ObjectKey::of(object);
                         let policy = stageset.spec.stages[index].conflict_policy.as_ref();
-                        match self.cluster.apply_with(&user, object, false) {
-                            Ok(_) => {}
-                            // Someone else owns what drifted: the stage's policy decides.
-                            Err(ClusterError::Conflict(conflict)) => {
-                                match conflict_action(policy, &key) {
-                                    ConflictAction::KeepExisting => continue,
-                                    ConflictAction::Fail => {
-                                        return Err(format!(
-                                            "applying {key}: {conflict} (conflictPolicy Fail)"
-                                        ));
-                                    }
-                                    ConflictAction::Recreate => {
-                                        self.cluster
-                                            .delete(&user, &key)
-                                            .and_then(|()| {
-                                                self.cluster.apply_with(&user, object, false)
-                                            })
-                                            .map_err(|e| format!("recreating {key}: {e}"))?;
-                                    }
-                                }
-                            }
-                            Err(e) => return Err(format!("applying {key}: {e}")),
+                        if !self.apply_with_policy(&user, object, policy)? {
+                            continue;
                         }
                         tracing::info!(object = %key, "drift corrected");
                         drifted += 1;
@@ -1005,6 +964,38 @@ impl<'a, C: Cluster> Reconciler<'a, C> {
             }
         }
         Ok(drifted)
+    }
+
+    /// Server-side apply without force; a field-ownership conflict is settled by the stage's
+    /// `conflictPolicy`. Returns whether the object was applied (false: kept as it is).
+    fn apply_with_policy(
+        &self,
+        user: &str,
+        object: &Value,
+        policy: Option<&ConflictPolicy>,
+    ) -> Result<bool, String> {
+        let key = ObjectKey::of(object);
+        match self.cluster.apply_with(user, object, false) {
+            Ok(_) => Ok(true),
+            Err(ClusterError::Conflict(conflict)) => match conflict_action(policy, &key) {
+                ConflictAction::Fail => Err(format!(
+                    "applying {key}: {conflict} (conflictPolicy Fail: set Recreate or KeepExisting for {key} to resolve it)"
+                )),
+                ConflictAction::KeepExisting => {
+                    tracing::info!(object = %key, "conflict: keeping the existing object");
+                    Ok(false)
+                }
+                ConflictAction::Recreate => {
+                    tracing::info!(object = %key, "conflict: recreating");
+                    self.cluster
+                        .delete(user, &key)
+                        .and_then(|()| self.cluster.apply_with(user, object, false))
+                        .map(|_| true)
+                        .map_err(|e| format!("recreating {key}: {e}"))
+                }
+            },
+            Err(e) => Err(format!("applying {key}: {e}")),
+        }
     }
 
     /// Deletion: stages torn down in reverse order, as their own identities; `prune: false`

@@ -197,6 +197,7 @@ fn bench<C: Cluster>(
             sources_dir: None,
             base_dir: work.path().to_path_buf(),
             tools: Default::default(),
+            sandbox: Default::default(),
         },
         "sluice-system",
         controller,

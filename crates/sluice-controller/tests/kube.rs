@@ -90,6 +90,7 @@ impl World {
             sources_dir: None,
             base_dir: self.dir.path().to_path_buf(),
             tools: Default::default(),
+            sandbox: Default::default(),
         }
     }
 

@@ -297,6 +297,7 @@ impl<B: Backend> World<B> {
                 sources_dir: None,
                 base_dir: self.dir.path().to_path_buf(),
                 tools: Default::default(),
+                sandbox: Default::default(),
             },
             "sluice-system",
             self.cluster.controller_user(),

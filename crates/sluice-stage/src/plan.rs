@@ -25,6 +25,8 @@ pub struct PlanOptions {
     pub base_dir: PathBuf,
     /// External tools.
     pub tools: ToolPaths,
+    /// How external tools are confined (the same policy `sluice build` uses).
+    pub sandbox: sluice_sandbox::SandboxPolicy,
 }
 
 /// The plan of one StageSet.
@@ -134,6 +136,7 @@ pub fn render_stage(
     let mut request = RenderRequest::new(pinned.clone(), &options.cache_dir);
     request.path = PathBuf::from(stage.path.clone().unwrap_or_default());
     request.tools = options.tools.clone();
+    request.sandbox = options.sandbox.clone();
     request.helm.release_name = release_name.to_owned();
     request.helm.namespace = namespace.to_owned();
     if let Some(engine) = stage.engine {

@@ -131,12 +131,7 @@ fn request(args: &BuildArgs, logging: &LoggingArgs) -> anyhow::Result<RenderRequ
         jsonnet_max_stack: l.jsonnet_max_stack,
         jsonnet_timeout: Duration::from_secs(l.jsonnet_timeout),
     };
-    request.tools = ToolPaths {
-        kustomize: args.tools.kustomize_tool.clone(),
-        helm: args.tools.helm_tool.clone(),
-        // Jsonnet runs in a sandboxed child of this same binary, so it can be killed.
-        jsonnet_evaluator: std::env::current_exe().ok(),
-    };
+    request.tools = tool_paths(&args.tools);
     request.fetch = FetchOptions {
         credentials: credentials(&args.credentials)?,
         archive_limits: ArchiveLimits {
@@ -150,8 +145,26 @@ fn request(args: &BuildArgs, logging: &LoggingArgs) -> anyhow::Result<RenderRequ
         progress: crate::progress::for_terminal(logging.log_format),
         ..FetchOptions::new(&cache_dir)
     };
-    let t = &args.tools;
     request.sandbox = SandboxPolicy {
+        max_stdout: l.max_manifest_bytes,
+        ..sandbox_policy(&args.tools)
+    };
+    Ok(request)
+}
+
+/// Where the external tools are; Jsonnet runs in a sandboxed child of this same binary, so it
+/// can be killed.
+pub(crate) fn tool_paths(t: &crate::cli::ToolArgs) -> ToolPaths {
+    ToolPaths {
+        kustomize: t.kustomize_tool.clone(),
+        helm: t.helm_tool.clone(),
+        jsonnet_evaluator: std::env::current_exe().ok(),
+    }
+}
+
+/// How external tools are confined, from the shared tool flags.
+pub(crate) fn sandbox_policy(t: &crate::cli::ToolArgs) -> SandboxPolicy {
+    SandboxPolicy {
         extra_read_paths: t.sandbox_read_paths.clone(),
         limits: ResourceLimits {
             address_space: t.tool_memory_mib << 20,
@@ -159,11 +172,9 @@ fn request(args: &BuildArgs, logging: &LoggingArgs) -> anyhow::Result<RenderRequ
             ..ResourceLimits::default()
         },
         timeout: Duration::from_secs(t.tool_timeout),
-        max_stdout: l.max_manifest_bytes,
         allow_unsandboxed: t.allow_unsandboxed_tools,
         ..SandboxPolicy::default()
-    };
-    Ok(request)
+    }
 }
 
 /// Decides what kind of source the argument names.

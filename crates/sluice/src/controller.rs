@@ -9,7 +9,6 @@ use anyhow::Context;
 use clap::Args;
 use sluice_controller::metrics::Metrics;
 use sluice_controller::run::{RunOptions, run as run_loop};
-use sluice_render::ToolPaths;
 use sluice_stage::plan::PlanOptions;
 
 /// `sluice controller`.
@@ -24,12 +23,9 @@ pub struct ControllerArgs {
     /// Source cache (default: $XDG_CACHE_HOME/sluice or ~/.cache/sluice).
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
-    /// `kustomize` or `kubectl` binary.
-    #[arg(long)]
-    pub kustomize_tool: Option<PathBuf>,
-    /// `helm` binary.
-    #[arg(long)]
-    pub helm_tool: Option<PathBuf>,
+    /// Tool locations and the sandbox (as for `sluice build`).
+    #[command(flatten)]
+    pub tools: crate::cli::ToolArgs,
     /// Reconcile only while holding the `sluice-controller` Lease (run several replicas).
     #[arg(long)]
     pub leader_elect: bool,
@@ -130,11 +126,8 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
                 cache_dir,
                 sources_dir: None,
                 base_dir: std::env::current_dir().unwrap_or_default(),
-                tools: ToolPaths {
-                    kustomize: args.kustomize_tool,
-                    helm: args.helm_tool,
-                    jsonnet_evaluator: std::env::current_exe().ok(),
-                },
+                tools: crate::build::tool_paths(&args.tools),
+                sandbox: crate::build::sandbox_policy(&args.tools),
             },
             namespace: args.namespace,
             metrics,

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use sluice_render::ToolPaths;
 use sluice_stage::load::Bundle;
 use sluice_stage::plan::{Plan, PlanOptions, plan};
 
@@ -22,12 +21,9 @@ pub struct PlanArgs {
     /// Source cache (default: $XDG_CACHE_HOME/sluice or ~/.cache/sluice).
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
-    /// `kustomize` or `kubectl` binary.
-    #[arg(long)]
-    pub kustomize_tool: Option<PathBuf>,
-    /// `helm` binary.
-    #[arg(long)]
-    pub helm_tool: Option<PathBuf>,
+    /// Tool locations and the sandbox (as for `sluice build`).
+    #[command(flatten)]
+    pub tools: crate::cli::ToolArgs,
     /// Output format.
     #[arg(long, short, value_enum, default_value = "text")]
     pub output: PlanOutput,
@@ -68,11 +64,8 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_default(),
-        tools: ToolPaths {
-            kustomize: args.kustomize_tool.clone(),
-            helm: args.helm_tool.clone(),
-            jsonnet_evaluator: std::env::current_exe().ok(),
-        },
+        tools: crate::build::tool_paths(&args.tools),
+        sandbox: crate::build::sandbox_policy(&args.tools),
     };
     let from_file: Vec<_> = bundle
         .stagesets

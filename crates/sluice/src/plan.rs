@@ -43,7 +43,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
     let mut bundle = Bundle::read(&args.stageset)?;
     if let Some(dir) = &args.sources {
         anyhow::ensure!(dir.is_dir(), "--sources {}: not a directory", dir.display());
-        for file in walk_yaml(dir) {
+        for file in sluice_stage::plan::yaml_files(dir) {
             bundle.add_file(&file, true).with_context(|| "--sources")?;
         }
     }
@@ -160,19 +160,4 @@ fn text(p: &Plan) -> String {
         }
     );
     s
-}
-
-fn walk_yaml(dir: &Path) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = walkdir::WalkDir::new(dir)
-        .into_iter()
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_file())
-        .map(|e| e.into_path())
-        .filter(|p| {
-            p.extension()
-                .is_some_and(|e| e == "yaml" || e == "yml" || e == "json")
-        })
-        .collect();
-    out.sort();
-    out
 }

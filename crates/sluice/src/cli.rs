@@ -32,6 +32,13 @@ pub enum Command {
     Controller(Box<crate::controller::ControllerArgs>),
     /// Print the CustomResourceDefinitions (StageSet, Project) as a YAML stream.
     Crds,
+    /// Run the API server (JWT auth, RBAC, TLS, webhooks); `--local DIR` needs no cluster.
+    Server(Box<crate::server::ServerArgs>),
+    /// Run the repo server: the render API behind mutual TLS, no Kubernetes credentials.
+    RepoServer(Box<crate::server::RepoServerArgs>),
+    /// Test RBAC policies offline.
+    #[command(subcommand)]
+    Rbac(crate::server::RbacCommand),
 }
 
 /// Output format of rendered manifests.

@@ -37,14 +37,14 @@ pub struct ControllerArgs {
     pub identity: Option<String>,
 }
 
-fn listen_address(text: &str) -> anyhow::Result<SocketAddr> {
+pub(crate) fn listen_address(text: &str) -> anyhow::Result<SocketAddr> {
     let full = if text.starts_with(':') {
         format!("0.0.0.0{text}")
     } else {
         text.to_owned()
     };
     full.parse()
-        .with_context(|| format!("--metrics-addr {text:?}: expected HOST:PORT or :PORT"))
+        .with_context(|| format!("{text:?}: expected HOST:PORT or :PORT"))
 }
 
 /// Runs the controller until SIGINT or SIGTERM.
@@ -161,7 +161,7 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {

@@ -7,6 +7,7 @@ mod logging;
 mod netpol;
 mod plan;
 mod progress;
+mod server;
 
 use std::process::ExitCode;
 
@@ -46,6 +47,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Netpol(command) => netpol::run(command),
         cli::Command::Plan(args) => plan::run(*args),
         cli::Command::Controller(args) => controller::run(*args),
+        cli::Command::Server(args) => server::run_server(*args),
+        cli::Command::RepoServer(args) => server::run_repo_server(*args),
+        cli::Command::Rbac(command) => server::run_rbac(command),
         cli::Command::Crds => {
             print!("{}", sluice_api::crds_yaml());
             Ok(ExitCode::SUCCESS)

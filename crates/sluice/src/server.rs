@@ -73,6 +73,9 @@ pub struct ServerArgs {
     /// The ID token claim listing the user's groups.
     #[arg(long, default_value = "groups")]
     pub oidc_groups_claim: String,
+    /// Shortest time between two JWKS fetches caused by an unknown key id.
+    #[arg(long, default_value = "10s")]
+    pub oidc_key_refresh_interval: String,
     /// Extra CA certificates (PEM) for the identity provider.
     #[arg(long)]
     pub oidc_ca_file: Option<PathBuf>,
@@ -289,7 +292,15 @@ pub fn run_server(args: ServerArgs) -> anyhow::Result<ExitCode> {
             groups_claim: args.oidc_groups_claim.clone(),
             ca_file: args.oidc_ca_file.clone(),
             cache_ttl: Duration::from_secs(3600),
-            min_refresh: Duration::from_secs(10),
+            min_refresh: Duration::from_millis(
+                sluice_stage::load::parse_duration_ms(&args.oidc_key_refresh_interval)
+                    .with_context(|| {
+                        format!(
+                            "--oidc-key-refresh-interval {:?}: expected e.g. 10s",
+                            args.oidc_key_refresh_interval
+                        )
+                    })?,
+            ),
         });
     }
     let tls = tls_config(&args.tls, None)?;

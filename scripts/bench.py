@@ -20,7 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SLUICE = os.path.join(ROOT, "target", "release", "sluice")
 KUBECTL = shutil.which("kubectl")
 QUICK = "--quick" in sys.argv
-SECTIONS = [a for a in sys.argv[1:] if not a.startswith("-")] or ["render", "netpol", "controller"]
+SECTIONS = [a for a in sys.argv[1:] if not a.startswith("-")] or ["render", "netpol", "controller", "server"]
 NETPOL_BENCH = os.path.join(ROOT, "target", "release", "examples", "netpol_bench")
 
 
@@ -205,6 +205,11 @@ def main():
             bench_netpol(work)
         if "controller" in SECTIONS:
             bench_controller(work)
+        if "server" in SECTIONS:
+            sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+            import bench_server
+
+            bench_server.run(work)
 
 
 if __name__ == "__main__":

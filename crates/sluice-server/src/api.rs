@@ -687,6 +687,12 @@ async fn login(State(server): State<Server>, request: Request) -> Result<Respons
             "username and password are required".into(),
         ));
     }
+    if username.chars().any(char::is_control) {
+        // Usernames reach log lines: no forged lines through embedded newlines (CWE-117).
+        return Err(ApiError::BadRequest(
+            "usernames cannot hold control characters".into(),
+        ));
+    }
     if username.chars().count() > MAX_USERNAME || body.password.len() > MAX_PASSWORD {
         return Err(ApiError::BadRequest(format!(
             "username longer than {MAX_USERNAME} characters or password longer than {MAX_PASSWORD} bytes"
@@ -1073,6 +1079,24 @@ async fn update_account(
 ) -> Result<Response, ApiError> {
     visible_account(&server, &auth, &name)?;
     require(&server, &auth, "accounts", "update", &name)?;
+    if name == auth.caller.name && auth.caller.kind != "oidc" {
+        // A stolen session must not be able to take the account over or lock its owner out.
+        if body.password.is_some() {
+            return Err(ApiError::Conflict(
+                "change your own password with PUT /api/v1/account/password (it needs the current one)".into(),
+            ));
+        }
+        if body.enabled == Some(false)
+            || body
+                .capabilities
+                .as_ref()
+                .is_some_and(|c| !c.contains(&Capability::Login))
+        {
+            return Err(ApiError::Conflict(
+                "you cannot disable your own account or remove its login capability".into(),
+            ));
+        }
+    }
     let hash = hash_off_thread(&server, body.password).await?;
     let view = server.change_state(|state| {
         let account = state

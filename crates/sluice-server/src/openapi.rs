@@ -43,8 +43,35 @@ fn op(summary: &str, ok: u16, errors: &[u16], params: &[&str], body: Option<&str
     operation
 }
 
+/// `get_api_v1_stagesets_namespace_name`-style ids, stable for tools that filter by them.
+fn add_operation_ids(doc: &mut Value) {
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        for (path, item) in paths.iter_mut() {
+            let slug: String = path
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .collect::<String>()
+                .split('_')
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join("_");
+            if let Some(methods) = item.as_object_mut() {
+                for (method, operation) in methods.iter_mut() {
+                    operation["operationId"] = Value::String(format!("{method}_{slug}"));
+                }
+            }
+        }
+    }
+}
+
 /// The document.
 pub fn document() -> Value {
+    let mut doc = paths_and_schemas();
+    add_operation_ids(&mut doc);
+    doc
+}
+
+fn paths_and_schemas() -> Value {
     const AUTH: &[u16] = &[401];
     const READ: &[u16] = &[401, 404];
     const WRITE: &[u16] = &[400, 401, 403, 404, 409, 413];

@@ -113,6 +113,27 @@ fn login_logout_and_password_change() {
     );
     assert_eq!(refused.status, 403);
     assert_eq!(api.get("/api/v1/session/userinfo", &fresh).status, 200);
+    // Nobody locks themselves out or changes their password without the current one.
+    let patch = |body: Value| {
+        api.send(
+            "PATCH",
+            "/api/v1/accounts/admin",
+            Some(&fresh),
+            &[],
+            body.to_string().as_bytes(),
+        )
+    };
+    assert_eq!(patch(json!({"enabled": false})).status, 409);
+    assert_eq!(patch(json!({"capabilities": []})).status, 409);
+    assert_eq!(patch(json!({"password": "stolen-session-pw"})).status, 409);
+    assert_eq!(api.get("/api/v1/session/userinfo", &fresh).status, 200);
+    // Usernames with control characters never reach a log line.
+    let r = api.post(
+        "/api/v1/session",
+        None,
+        &json!({"username": "eve\nINFO forged", "password": "x"}),
+    );
+    assert_eq!(r.status, 400);
     // Nothing secret in the logs.
     let logs = api.process.logs();
     assert!(!logs.contains(&initial) && !logs.contains("correct horse battery"));

@@ -219,6 +219,21 @@ class ChartMatchesBinary(unittest.TestCase):
                                  f"the chart passes {flag}, which `sluice controller` does not know")
 
 
+    def test_every_server_and_repo_server_flag_the_chart_passes_exists(self):
+        for component in ("server", "repo-server"):
+            help_text = sluice(component, "--help")
+            for values in ({}, {"repoServer": {"tlsSecretName": "repo-tls"}, "server": {"tlsSecretName": "api-tls"}}):
+                objects = render(values)
+                deployment = [o for o in objects if o["kind"] == "Deployment"
+                              and o["metadata"]["name"] == f"{FULL}-{component}"][0]
+                args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+                self.assertEqual(args[0], component)
+                for arg in args[1:]:
+                    flag = arg.split("=", 1)[0]
+                    self.assertRegex(help_text, re.escape(flag) + r"[ \n]",
+                                     f"the chart passes {flag}, which `sluice {component}` does not know")
+
+
 class BadValues(unittest.TestCase):
     def assert_fails(self, values, *needles):
         with self.assertRaises(Exception) as ctx:

@@ -40,6 +40,8 @@ pub const MIN_PASSWORD: usize = 8;
 const MAX_TOKEN: usize = 16 * 1024;
 /// Largest page of a list.
 pub const MAX_LIMIT: usize = 500;
+/// How often cluster mode rereads the state Secret (changes made by other replicas).
+const STATE_RELOAD: Duration = Duration::from_secs(5);
 /// Largest API request body (webhooks have their own limit).
 const MAX_API_BODY: usize = 64 * 1024;
 
@@ -112,6 +114,9 @@ pub enum StartError {
     /// The OIDC provider configuration.
     #[error(transparent)]
     Oidc(#[from] crate::oidc::OidcError),
+    /// The Kubernetes API (cluster mode).
+    #[error("cluster: {0}")]
+    Cluster(String),
     /// Hashing the initial password.
     #[error("hashing the initial admin password: {0}")]
     Hash(String),
@@ -123,11 +128,24 @@ pub struct Server {
     inner: Arc<Inner>,
 }
 
+/// Where the server's state and objects live.
+enum Backend {
+    /// `--local DIR`.
+    Local {
+        state_file: StateFile,
+        initial_password_file: PathBuf,
+    },
+    /// The Kubernetes API.
+    Cluster(Box<crate::cluster::ClusterBackend>),
+}
+
 struct Inner {
     config: ServerConfig,
-    store: Store,
+    store: Arc<Store>,
     state: RwLock<ServerState>,
-    state_file: StateFile,
+    /// Serialises state changes (each one is persisted before it is visible).
+    state_writer: tokio::sync::Mutex<()>,
+    backend: Backend,
     signer: TokenSigner,
     rbac: Arc<Rbac>,
     failures: FailureTracker,
@@ -138,7 +156,6 @@ struct Inner {
     visible: Mutex<HashMap<String, VisibleCache>>,
     webhook_queue: tokio::sync::mpsc::Sender<(String, String)>,
     dummy_hash: String,
-    initial_password_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Server {
@@ -201,14 +218,78 @@ impl Server {
                 state
             }
         };
-        Self::build(store, state, state_file, Some(initial), config).await
+        let backend = Backend::Local {
+            state_file,
+            initial_password_file: initial,
+        };
+        Self::build(Arc::new(store), state, backend, config).await
+    }
+
+    /// Cluster mode: StageSets and Projects from the Kubernetes API, the state in the Secret
+    /// `sluice-server-state` of `namespace`. On first start the initial admin password goes to
+    /// the Secret `sluice-initial-admin-password`.
+    pub async fn open_cluster(
+        kube_config: kube::Config,
+        namespace: &str,
+        config: ServerConfig,
+    ) -> Result<Self, StartError> {
+        let client = kube::Client::try_from(kube_config.clone())
+            .map_err(|e| StartError::Cluster(e.to_string()))?;
+        let backend = crate::cluster::ClusterBackend::new(kube_config, namespace)
+            .map_err(|e| StartError::Cluster(e.to_string()))?;
+        let state = match backend
+            .load_state()
+            .await
+            .map_err(|e| StartError::Cluster(e.to_string()))?
+        {
+            Some(state) => state,
+            None => {
+                let password = random_password();
+                let hash =
+                    hash_password(&password, config.bcrypt_cost).map_err(StartError::Hash)?;
+                let state = ServerState::fresh(hash);
+                backend
+                    .create_state(&state, &password)
+                    .await
+                    .map_err(|e| StartError::Cluster(e.to_string()))?;
+                tracing::info!(
+                    secret = %format!("{namespace}/{}", crate::cluster::INITIAL_PASSWORD_SECRET),
+                    "created the admin account; its initial password is in the Secret (deleted at the first password change)"
+                );
+                state
+            }
+        };
+        let store = Arc::new(Store::new(Default::default(), None));
+        tokio::spawn(crate::cluster::watch(client, Arc::clone(&store)));
+        let server = Self::build(store, state, Backend::Cluster(Box::new(backend)), config).await?;
+        // Other replicas change the state too (logins are local, but revocations, accounts
+        // and keys are shared): reread the Secret every few seconds.
+        let weak = Arc::downgrade(&server.inner);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(STATE_RELOAD).await;
+                let Some(inner) = weak.upgrade() else { break };
+                if let Backend::Cluster(cluster) = &inner.backend {
+                    let _writer = inner.state_writer.lock().await;
+                    match cluster.load_state().await {
+                        Ok(Some(state)) => {
+                            if let Ok(mut current) = inner.state.write() {
+                                *current = state;
+                            }
+                        }
+                        Ok(None) => tracing::warn!("the server state Secret disappeared"),
+                        Err(e) => tracing::warn!(error = %e, "could not reread the server state"),
+                    }
+                }
+            }
+        });
+        Ok(server)
     }
 
     async fn build(
-        store: Store,
+        store: Arc<Store>,
         state: ServerState,
-        state_file: StateFile,
-        initial_password_file: Option<PathBuf>,
+        backend: Backend,
         config: ServerConfig,
     ) -> Result<Self, StartError> {
         let rbac = Arc::new(build_rbac(&config, &store.snapshot()).await?);
@@ -235,11 +316,11 @@ impl Server {
                 oidc,
                 store,
                 state: RwLock::new(state),
-                state_file,
+                state_writer: tokio::sync::Mutex::new(()),
+                backend,
                 visible: Mutex::new(HashMap::new()),
                 webhook_queue: tx,
                 dummy_hash,
-                initial_password_file,
                 config,
             }),
         };
@@ -314,6 +395,7 @@ impl Server {
             .merge(webhook)
             .route("/api/openapi.json", get(openapi))
             .route("/healthz", get(|| async { "ok" }))
+            .route("/readyz", get(|| async { "ok" }))
             .fallback(|| async { ApiError::NotFound("route".into()) })
             .layer(middleware::from_fn(json_errors))
             .with_state(self.clone())
@@ -440,29 +522,49 @@ impl Server {
             .can(&caller.subjects, resource, action, object)
     }
 
-    fn save_state(&self, state: &ServerState) -> Result<(), ApiError> {
-        self.inner
-            .state_file
-            .save(state)
-            .map_err(|e| ApiError::Internal(e.to_string()))
+    async fn save_state(&self, state: &ServerState) -> Result<(), ApiError> {
+        match &self.inner.backend {
+            Backend::Local { state_file, .. } => state_file
+                .save(state)
+                .map_err(|e| ApiError::Internal(e.to_string())),
+            Backend::Cluster(cluster) => cluster.save_state(state).await,
+        }
     }
 
-    /// Mutates the state and persists it; on a failed write the change is rolled back.
-    fn change_state<T>(
+    /// Mutates a copy of the state and persists it; only a persisted change becomes visible.
+    async fn change_state<T>(
         &self,
         change: impl FnOnce(&mut ServerState) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
-        let mut guard = self
+        let _writer = self.inner.state_writer.lock().await;
+        let mut next = self
+            .inner
+            .state
+            .read()
+            .map_err(|_| ApiError::Internal("state lock poisoned".into()))?
+            .clone();
+        let out = change(&mut next)?;
+        next.prune_revoked(crate::now_secs());
+        self.save_state(&next).await?;
+        *self
             .inner
             .state
             .write()
-            .map_err(|_| ApiError::Internal("state lock poisoned".into()))?;
-        let mut next = guard.clone();
-        let out = change(&mut next)?;
-        next.prune_revoked(crate::now_secs());
-        self.save_state(&next)?;
-        *guard = next;
+            .map_err(|_| ApiError::Internal("state lock poisoned".into()))? = next;
         Ok(out)
+    }
+
+    /// Removes the initial admin password hand-over (file or Secret).
+    async fn forget_initial_password(&self) {
+        match &self.inner.backend {
+            Backend::Local {
+                initial_password_file,
+                ..
+            } => {
+                let _ = std::fs::remove_file(initial_password_file);
+            }
+            Backend::Cluster(cluster) => cluster.delete_initial_password().await,
+        }
     }
 
     fn visible_positions(&self, caller: &Caller, snapshot: &Snapshot) -> Arc<Vec<u32>> {
@@ -656,17 +758,69 @@ fn ok_audit(auth: &Auth, action: &str, resource: &str, object: &str) {
     });
 }
 
-fn event(server: &Server, target: &str, reason: &str, actor: &str, message: String) {
+/// Records an event naming the actor: in the server's event log and, in cluster mode, as a
+/// Kubernetes Event on `reference`.
+async fn event(
+    server: &Server,
+    target: &str,
+    reference: Option<k8s_openapi::api::core::v1::ObjectReference>,
+    reason: &str,
+    actor: &str,
+    message: String,
+) {
     server.inner.store.record(
         target,
         Event {
             type_: "Normal".into(),
             reason: reason.into(),
-            message,
+            message: message.clone(),
             actor: actor.into(),
             time: now_rfc3339(),
         },
     );
+    if let (Backend::Cluster(cluster), Some(reference)) = (&server.inner.backend, reference) {
+        cluster
+            .record_event(reference, reason, reason, message)
+            .await;
+    }
+}
+
+fn stageset_ref(
+    stageset: &sluice_api::StageSet,
+) -> Option<k8s_openapi::api::core::v1::ObjectReference> {
+    use kube::Resource;
+    Some(stageset.object_ref(&()))
+}
+
+fn project_ref(
+    project: &sluice_api::Project,
+) -> Option<k8s_openapi::api::core::v1::ObjectReference> {
+    use kube::Resource;
+    Some(project.object_ref(&()))
+}
+
+/// Sets an annotation on a StageSet: in memory (local mode) or through the API.
+async fn annotate_stageset(
+    server: &Server,
+    key: &str,
+    annotation: &str,
+    value: &str,
+) -> Result<(), ApiError> {
+    match &server.inner.backend {
+        Backend::Local { .. } => {
+            server
+                .inner
+                .store
+                .update_stageset(key, |s| annotate(s, annotation, value.to_owned()));
+            Ok(())
+        }
+        Backend::Cluster(cluster) => {
+            let (namespace, name) = key.split_once('/').unwrap_or((key, ""));
+            cluster
+                .annotate_stageset(namespace, name, annotation, value)
+                .await
+        }
+    }
 }
 
 // ---------------------------------------------------------------- sessions and accounts
@@ -790,10 +944,12 @@ async fn logout(State(server): State<Server>, auth: Auth) -> Result<Response, Ap
         ));
     };
     let exp = auth.caller.exp;
-    server.change_state(|state| {
-        state.revoked.insert(jti.clone(), exp);
-        Ok(())
-    })?;
+    server
+        .change_state(|state| {
+            state.revoked.insert(jti.clone(), exp);
+            Ok(())
+        })
+        .await?;
     ok_audit(&auth, "logout", "accounts", &auth.caller.name);
     Ok(axum::Json(json!({"revoked": jti})).into_response())
 }
@@ -918,22 +1074,22 @@ async fn change_password(
     let new_hash = new_hash
         .unwrap_or_else(|| Err("no hash".into()))
         .map_err(ApiError::Internal)?;
-    server.change_state(|state| {
-        let account = state
-            .accounts
-            .get_mut(&name)
-            .ok_or_else(|| ApiError::NotFound(format!("account {name}")))?;
-        account.password_hash = Some(new_hash);
-        account.generation += 1;
-        account.password_changed_at = Some(crate::now_secs());
-        // API keys were minted with the old password; they go too.
-        account.api_keys.clear();
-        Ok(())
-    })?;
-    if name == "admin"
-        && let Some(file) = &inner.initial_password_file
-    {
-        let _ = std::fs::remove_file(file);
+    server
+        .change_state(|state| {
+            let account = state
+                .accounts
+                .get_mut(&name)
+                .ok_or_else(|| ApiError::NotFound(format!("account {name}")))?;
+            account.password_hash = Some(new_hash);
+            account.generation += 1;
+            account.password_changed_at = Some(crate::now_secs());
+            // API keys were minted with the old password; they go too.
+            account.api_keys.clear();
+            Ok(())
+        })
+        .await?;
+    if name == "admin" {
+        server.forget_initial_password().await;
     }
     ok_audit(&auth, "change-password", "accounts", &name);
     Ok(axum::Json(
@@ -1049,13 +1205,15 @@ async fn create_account(
         api_keys: Vec::new(),
     };
     let view = account_json(&body.name, &account);
-    server.change_state(|state| {
-        if state.accounts.contains_key(&body.name) {
-            return Err(ApiError::Conflict(format!("account {} exists", body.name)));
-        }
-        state.accounts.insert(body.name.clone(), account);
-        Ok(())
-    })?;
+    server
+        .change_state(|state| {
+            if state.accounts.contains_key(&body.name) {
+                return Err(ApiError::Conflict(format!("account {} exists", body.name)));
+            }
+            state.accounts.insert(body.name.clone(), account);
+            Ok(())
+        })
+        .await?;
     ok_audit(&auth, "create", "accounts", &body.name);
     Ok((StatusCode::CREATED, axum::Json(view)).into_response())
 }
@@ -1098,30 +1256,32 @@ async fn update_account(
         }
     }
     let hash = hash_off_thread(&server, body.password).await?;
-    let view = server.change_state(|state| {
-        let account = state
-            .accounts
-            .get_mut(&name)
-            .ok_or_else(|| ApiError::NotFound(format!("account {name}")))?;
-        if let Some(mut caps) = body.capabilities {
-            caps.sort();
-            caps.dedup();
-            if !caps.contains(&Capability::ApiKey) {
+    let view = server
+        .change_state(|state| {
+            let account = state
+                .accounts
+                .get_mut(&name)
+                .ok_or_else(|| ApiError::NotFound(format!("account {name}")))?;
+            if let Some(mut caps) = body.capabilities {
+                caps.sort();
+                caps.dedup();
+                if !caps.contains(&Capability::ApiKey) {
+                    account.api_keys.clear();
+                }
+                account.capabilities = caps;
+            }
+            if let Some(enabled) = body.enabled {
+                account.enabled = enabled;
+            }
+            if let Some(hash) = hash {
+                account.password_hash = Some(hash);
+                account.generation += 1;
+                account.password_changed_at = Some(crate::now_secs());
                 account.api_keys.clear();
             }
-            account.capabilities = caps;
-        }
-        if let Some(enabled) = body.enabled {
-            account.enabled = enabled;
-        }
-        if let Some(hash) = hash {
-            account.password_hash = Some(hash);
-            account.generation += 1;
-            account.password_changed_at = Some(crate::now_secs());
-            account.api_keys.clear();
-        }
-        Ok(account_json(&name, account))
-    })?;
+            Ok(account_json(&name, account))
+        })
+        .await?;
     ok_audit(&auth, "update", "accounts", &name);
     Ok(axum::Json(view).into_response())
 }
@@ -1138,10 +1298,12 @@ async fn delete_account(
             "the admin account cannot be deleted; disable it instead".into(),
         ));
     }
-    server.change_state(|state| {
-        state.accounts.remove(&name);
-        Ok(())
-    })?;
+    server
+        .change_state(|state| {
+            state.accounts.remove(&name);
+            Ok(())
+        })
+        .await?;
     ok_audit(&auth, "delete", "accounts", &name);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -1199,28 +1361,30 @@ async fn create_api_key(
     visible_account(&server, &auth, &name)?;
     require(&server, &auth, "accounts", "update", &name)?;
     let ttl = expires_in(request.expires_in.as_ref())?;
-    let claims = server.change_state(|state| {
-        let account = state
-            .accounts
-            .get_mut(&name)
-            .ok_or_else(|| ApiError::NotFound(format!("account {name}")))?;
-        if !account.can(Capability::ApiKey) {
-            return Err(ApiError::Conflict(format!(
-                "account {name} lacks the apiKey capability"
-            )));
-        }
-        if !account.enabled {
-            return Err(ApiError::Conflict(format!("account {name} is disabled")));
-        }
-        let mut claims = Claims::new(name.clone(), TokenKind::ApiKey, ttl);
-        claims.generation = account.generation;
-        account.api_keys.push(TokenRecord {
-            id: claims.jti.clone(),
-            issued_at: claims.iat,
-            expires_at: ttl.map(|_| claims.exp),
-        });
-        Ok(claims)
-    })?;
+    let claims = server
+        .change_state(|state| {
+            let account = state
+                .accounts
+                .get_mut(&name)
+                .ok_or_else(|| ApiError::NotFound(format!("account {name}")))?;
+            if !account.can(Capability::ApiKey) {
+                return Err(ApiError::Conflict(format!(
+                    "account {name} lacks the apiKey capability"
+                )));
+            }
+            if !account.enabled {
+                return Err(ApiError::Conflict(format!("account {name} is disabled")));
+            }
+            let mut claims = Claims::new(name.clone(), TokenKind::ApiKey, ttl);
+            claims.generation = account.generation;
+            account.api_keys.push(TokenRecord {
+                id: claims.jti.clone(),
+                issued_at: claims.iat,
+                expires_at: ttl.map(|_| claims.exp),
+            });
+            Ok(claims)
+        })
+        .await?;
     let token = server.inner.signer.sign(&claims);
     ok_audit(&auth, "create-token", "accounts", &name);
     Ok((
@@ -1256,20 +1420,22 @@ async fn delete_api_key(
 ) -> Result<Response, ApiError> {
     visible_account(&server, &auth, &name)?;
     require(&server, &auth, "accounts", "update", &name)?;
-    server.change_state(|state| {
-        let account = state
-            .accounts
-            .get_mut(&name)
-            .ok_or_else(|| ApiError::NotFound(format!("account {name}")))?;
-        let Some(pos) = account.api_keys.iter().position(|k| k.id == id) else {
-            return Err(ApiError::NotFound(format!("token {id}")));
-        };
-        let record = account.api_keys.remove(pos);
-        state
-            .revoked
-            .insert(record.id, record.expires_at.unwrap_or(i64::MAX / 2));
-        Ok(())
-    })?;
+    server
+        .change_state(|state| {
+            let account = state
+                .accounts
+                .get_mut(&name)
+                .ok_or_else(|| ApiError::NotFound(format!("account {name}")))?;
+            let Some(pos) = account.api_keys.iter().position(|k| k.id == id) else {
+                return Err(ApiError::NotFound(format!("token {id}")));
+            };
+            let record = account.api_keys.remove(pos);
+            state
+                .revoked
+                .insert(record.id, record.expires_at.unwrap_or(i64::MAX / 2));
+            Ok(())
+        })
+        .await?;
     ok_audit(&auth, "delete-token", "accounts", &name);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -1294,6 +1460,23 @@ fn project_json(server: &Server, name: &str, project: &sluice_api::Project) -> V
         value["status"]["tokens"] = Value::Object(tokens);
     }
     value
+}
+
+/// Cluster mode: mirrors a project's token ids into its `status.tokens`.
+async fn publish_project_tokens(server: &Server, project: &str) {
+    if let Backend::Cluster(cluster) = &server.inner.backend {
+        let tokens = server
+            .inner
+            .state
+            .read()
+            .ok()
+            .and_then(|s| s.project_tokens.get(project).cloned())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(role, list)| (role, list.into_iter().map(|t| t.id).collect()))
+            .collect();
+        cluster.set_project_tokens(project, tokens).await;
+    }
 }
 
 async fn list_projects(State(server): State<Server>, auth: Auth) -> Result<Response, ApiError> {
@@ -1355,31 +1538,36 @@ async fn create_project_token(
     );
     claims.project = Some(project.clone());
     claims.role = Some(role.clone());
-    server.change_state(|state| {
-        state
-            .project_tokens
-            .entry(project.clone())
-            .or_default()
-            .entry(role.clone())
-            .or_default()
-            .push(TokenRecord {
-                id: claims.jti.clone(),
-                issued_at: claims.iat,
-                expires_at: ttl.map(|_| claims.exp),
-            });
-        Ok(())
-    })?;
+    server
+        .change_state(|state| {
+            state
+                .project_tokens
+                .entry(project.clone())
+                .or_default()
+                .entry(role.clone())
+                .or_default()
+                .push(TokenRecord {
+                    id: claims.jti.clone(),
+                    issued_at: claims.iat,
+                    expires_at: ttl.map(|_| claims.exp),
+                });
+            Ok(())
+        })
+        .await?;
     let token = server.inner.signer.sign(&claims);
     event(
         &server,
         &format!("projects/{project}"),
+        project_ref(&p),
         "TokenCreated",
         &auth.caller.name,
         format!(
             "{} created token {} for role {role} of project {project}",
             auth.caller.name, claims.jti
         ),
-    );
+    )
+    .await;
+    publish_project_tokens(&server, &project).await;
     ok_audit(&auth, "create-token", "projects", &project);
     Ok((
         StatusCode::CREATED,
@@ -1393,34 +1581,39 @@ async fn delete_project_token(
     auth: Auth,
     UrlPath((project, role, jti)): UrlPath<(String, String, String)>,
 ) -> Result<Response, ApiError> {
-    visible_project(&server, &auth, &project)?;
+    let p = visible_project(&server, &auth, &project)?;
     require(&server, &auth, "projects", "update", &project)?;
-    server.change_state(|state| {
-        let list = state
-            .project_tokens
-            .get_mut(&project)
-            .and_then(|roles| roles.get_mut(&role))
-            .ok_or_else(|| ApiError::NotFound(format!("token {jti}")))?;
-        let pos = list
-            .iter()
-            .position(|t| t.id == jti)
-            .ok_or_else(|| ApiError::NotFound(format!("token {jti}")))?;
-        let record = list.remove(pos);
-        state
-            .revoked
-            .insert(record.id, record.expires_at.unwrap_or(i64::MAX / 2));
-        Ok(())
-    })?;
+    server
+        .change_state(|state| {
+            let list = state
+                .project_tokens
+                .get_mut(&project)
+                .and_then(|roles| roles.get_mut(&role))
+                .ok_or_else(|| ApiError::NotFound(format!("token {jti}")))?;
+            let pos = list
+                .iter()
+                .position(|t| t.id == jti)
+                .ok_or_else(|| ApiError::NotFound(format!("token {jti}")))?;
+            let record = list.remove(pos);
+            state
+                .revoked
+                .insert(record.id, record.expires_at.unwrap_or(i64::MAX / 2));
+            Ok(())
+        })
+        .await?;
     event(
         &server,
         &format!("projects/{project}"),
+        project_ref(&p),
         "TokenRevoked",
         &auth.caller.name,
         format!(
             "{} revoked token {jti} of role {role} of project {project}",
             auth.caller.name
         ),
-    );
+    )
+    .await;
+    publish_project_tokens(&server, &project).await;
     ok_audit(&auth, "delete-token", "projects", &project);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -1688,7 +1881,18 @@ async fn get_diff(
             key_source["metadata"]["namespace"] = Value::String(default_ns.clone());
         }
         let key = crate::store::live_key(&key_source);
-        let mut live = snapshot.live.get(&key).cloned();
+        let mut live = match &server.inner.backend {
+            Backend::Local { .. } => snapshot.live.get(&key).cloned(),
+            Backend::Cluster(_) => {
+                let s = server.clone();
+                tokio::task::spawn_blocking(move || match &s.inner.backend {
+                    Backend::Cluster(cluster) => cluster.live_object(&key_source),
+                    Backend::Local { .. } => Ok(None),
+                })
+                .await
+                .map_err(|e| ApiError::Internal(e.to_string()))??
+            }
+        };
         let mut desired = Some(object);
         let change = match &live {
             None => "added",
@@ -1738,23 +1942,29 @@ async fn request_reconcile(
     let entry = visible_stageset(&server, &auth, &namespace, &name)?;
     require(&server, &auth, "stagesets", "reconcile", &entry.object)?;
     let at = now_rfc3339();
-    reconcile(&server, &entry.key, &auth.caller.name, &at);
+    reconcile(&server, &entry, &auth.caller.name, &at).await?;
     ok_audit(&auth, "reconcile", "stagesets", &entry.object);
     Ok((StatusCode::ACCEPTED, axum::Json(json!({"requestedAt": at}))).into_response())
 }
 
-fn reconcile(server: &Server, key: &str, actor: &str, at: &str) {
-    server
-        .inner
-        .store
-        .update_stageset(key, |s| annotate(s, RECONCILE_ANNOTATION, at.to_owned()));
+async fn reconcile(
+    server: &Server,
+    entry: &crate::store::Entry,
+    actor: &str,
+    at: &str,
+) -> Result<(), ApiError> {
+    let key = &entry.key;
+    annotate_stageset(server, key, RECONCILE_ANNOTATION, at).await?;
     event(
         server,
         &format!("stagesets/{key}"),
+        stageset_ref(&entry.stageset),
         "ReconcileRequested",
         actor,
         format!("{actor} requested reconcile of stageset {key}"),
-    );
+    )
+    .await;
+    Ok(())
 }
 
 async fn approve_gate(
@@ -1769,23 +1979,25 @@ async fn approve_gate(
     require(&server, &auth, "gates", "approve", &entry.object)?;
     let at = now_rfc3339();
     let value = format!("approved by {} at {at}", auth.caller.name);
-    server.inner.store.update_stageset(&entry.key, |s| {
-        annotate(
-            s,
-            &format!("{GATE_ANNOTATION_PREFIX}{stage}"),
-            value.clone(),
-        );
-    });
+    annotate_stageset(
+        &server,
+        &entry.key,
+        &format!("{GATE_ANNOTATION_PREFIX}{stage}"),
+        &value,
+    )
+    .await?;
     event(
         &server,
         &format!("stagesets/{}", entry.key),
+        stageset_ref(&entry.stageset),
         "GateApproved",
         &auth.caller.name,
         format!(
             "{} approved the gate of stage {stage} of stageset {}",
             auth.caller.name, entry.key
         ),
-    );
+    )
+    .await;
     ok_audit(&auth, "approve", "gates", &entry.object);
     Ok((StatusCode::ACCEPTED, axum::Json(json!({"approvedAt": at}))).into_response())
 }
@@ -1864,7 +2076,13 @@ async fn webhook_worker(server: Server, mut rx: tokio::sync::mpsc::Receiver<(Str
     let per_request = Duration::from_secs(1) / server.inner.config.webhook_rate.max(1);
     while let Some((key, actor)) = rx.recv().await {
         let at = now_rfc3339();
-        reconcile(&server, &key, &actor, &at);
+        let Some(entry) = server.inner.store.snapshot().get(&key).cloned() else {
+            continue;
+        };
+        if let Err(e) = reconcile(&server, &entry, &actor, &at).await {
+            tracing::warn!(stageset = %key, error = %e, "webhook reconcile request failed");
+            continue;
+        }
         audit(&AuditRecord {
             actor: &actor,
             action: "reconcile",

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod audit;
+pub mod cluster;
 pub mod error;
 pub mod limiter;
 pub mod oidc;

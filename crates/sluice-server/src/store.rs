@@ -224,6 +224,14 @@ impl Store {
             .unwrap_or_default()
     }
 
+    /// Replaces the snapshot (cluster mode: after the watchers saw changes).
+    pub fn publish(&self, mut snapshot: Snapshot) {
+        if let Ok(mut guard) = self.snapshot.write() {
+            snapshot.generation = guard.generation + 1;
+            *guard = Arc::new(snapshot);
+        }
+    }
+
     /// Applies `change` to a copy of the StageSet `key` and publishes a new snapshot.
     pub fn update_stageset(&self, key: &str, change: impl FnOnce(&mut StageSet)) -> bool {
         let Ok(mut guard) = self.snapshot.write() else {

@@ -40,8 +40,12 @@ pub struct ServerArgs {
     pub tls: TlsArgs,
     /// Serve the StageSets and Projects of this directory's YAML files, keeping accounts,
     /// the signing key and revocations in a 0600 state file inside it (no cluster needed).
+    /// Without it, the server reads the cluster (in-cluster or KUBECONFIG).
     #[arg(long)]
     pub local: Option<PathBuf>,
+    /// Cluster mode: the namespace of the server's state Secret.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "sluice-system")]
+    pub namespace: String,
     /// Flux sources and local stand-ins for in-process rendering, as for `sluice plan
     /// --sources` (default: DIR/sources if it exists, else DIR).
     #[arg(long)]
@@ -234,19 +238,18 @@ fn plan_options(
 /// Runs `sluice server` until SIGINT or SIGTERM.
 pub fn run_server(args: ServerArgs) -> anyhow::Result<ExitCode> {
     let address = crate::controller::listen_address(&args.listen)?;
-    let Some(dir) = args.local.clone() else {
-        anyhow::bail!(
-            "sluice server needs --local DIR: serving StageSets from the Kubernetes API is not built yet (docs/server.md)"
-        );
-    };
     let renderer = if args.repo_server == "in-process" {
-        let sources = args.sources.clone().unwrap_or_else(|| {
-            let sub = dir.join("sources");
-            if sub.is_dir() { sub } else { dir.clone() }
-        });
+        let sources = match (&args.sources, &args.local) {
+            (Some(s), _) => Some(s.clone()),
+            (None, Some(dir)) => {
+                let sub = dir.join("sources");
+                Some(if sub.is_dir() { sub } else { dir.clone() })
+            }
+            (None, None) => None,
+        };
         Renderer::InProcess(Box::new(plan_options(
             &args.cache_dir,
-            Some(sources),
+            sources,
             &args.tools,
         )?))
     } else {
@@ -309,14 +312,28 @@ pub fn run_server(args: ServerArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
-        let server = Server::open_local(&dir, config).await?;
+                let (server, serving) = match &args.local {
+            Some(dir) => (
+                Server::open_local(dir, config).await?,
+                dir.display().to_string(),
+            ),
+            None => {
+                let kube_config = kube::Config::infer()
+                    .await
+                    .context("finding the cluster (in-cluster ServiceAccount or KUBECONFIG); use --local DIR to run without one")?;
+                (
+                    Server::open_cluster(kube_config, &args.namespace, config).await?,
+                    "the Kubernetes API".to_owned(),
+                )
+            }
+        };
         let listener = tokio::net::TcpListener::bind(address)
             .await
             .with_context(|| format!("listening on {address}"))?;
         tracing::info!(
             address = %listener.local_addr()?,
             tls = tls.is_some(),
-            dir = %dir.display(),
+                        serving = %serving,
             stagesets = server.store().snapshot().stagesets.len(),
             "sluice server listening"
         );

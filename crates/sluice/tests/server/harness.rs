@@ -111,8 +111,15 @@ pub struct Process {
 impl Process {
     /// Starts `sluice ARGS --listen 127.0.0.1:0 --log-format json` and waits for `ready`.
     pub fn start(args: &[&str], ready: &str) -> Self {
+        Self::start_env(args, &[], ready)
+    }
+
+    /// As [`Process::start`], with extra environment variables.
+    pub fn start_env(args: &[&str], env: &[(&str, &str)], ready: &str) -> Self {
         let mut child = Command::new(sluice_bin())
             .args(args)
+            .envs(env.iter().copied())
+            .env_remove("KUBERNETES_SERVICE_HOST")
             .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -220,6 +227,35 @@ impl Api {
             agent: agent(Some(&pki.ca), None),
             base,
             dir: dir.to_path_buf(),
+        }
+    }
+
+    /// Starts `sluice server` in cluster mode against the API server in `kubeconfig`.
+    pub fn start_cluster(kubeconfig: &Path, pki: &Pki, extra: &[&str]) -> Self {
+        let mut args = vec![
+            "server",
+            "--namespace",
+            "sluice-system",
+            "--bcrypt-cost",
+            "4",
+            "--tls-cert",
+            pki.server_cert.to_str().expect("utf-8"),
+            "--tls-key",
+            pki.server_key.to_str().expect("utf-8"),
+        ];
+        args.extend_from_slice(extra);
+        let kubeconfig = kubeconfig.to_str().expect("utf-8");
+        let process = Process::start_env(
+            &args,
+            &[("KUBECONFIG", kubeconfig)],
+            "sluice server listening",
+        );
+        let base = format!("https://localhost:{}", process.addr.port());
+        Self {
+            process,
+            agent: agent(Some(&pki.ca), None),
+            base,
+            dir: PathBuf::new(),
         }
     }
 

@@ -5,6 +5,7 @@
 mod harness;
 
 mod auth;
+mod cluster;
 mod objects;
 mod oidc;
 mod rbac;

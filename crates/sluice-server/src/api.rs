@@ -2054,15 +2054,20 @@ async fn webhook(
     let push = parse_push(provider, &body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let matched = matching_stagesets(&server.inner.store.snapshot(), &push);
     let actor = format!("webhook:{}", provider.name());
-    for key in &matched {
-        server
+    if !matched.is_empty() {
+        // All or nothing: a refused webhook is retried by its sender, so none of its
+        // requests may be queued.
+        let permits = server
             .inner
             .webhook_queue
-            .try_send((key.clone(), actor.clone()))
+            .try_reserve_many(matched.len())
             .map_err(|_| {
                 tracing::warn!(security = 2, CWE = 400, remote = %from, "webhook queue full");
                 ApiError::Unavailable("webhook queue full; retry later".into())
             })?;
+        for (permit, key) in permits.zip(&matched) {
+            permit.send((key.clone(), actor.clone()));
+        }
     }
     Ok((
         StatusCode::ACCEPTED,

@@ -95,6 +95,12 @@ pub struct ServerArgs {
     /// Largest webhook body in bytes (larger: 413).
     #[arg(long, default_value_t = 1 << 20)]
     pub webhook_max_body: usize,
+    /// Reconcile requests from webhooks waiting at most (a webhook that does not fit: 503).
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub webhook_queue: u32,
+    /// Reconcile requests from webhooks carried out per second at most.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    pub webhook_rate: u32,
     /// Repo server URL, or `in-process` to render in this process.
     #[arg(long, default_value = "in-process")]
     pub repo_server: String,
@@ -287,6 +293,8 @@ pub fn run_server(args: ServerArgs) -> anyhow::Result<ExitCode> {
     config.webhook.gitlab_secret = read_secret(&args.webhook_gitlab_secret_file)?;
     config.webhook.generic_secret = read_secret(&args.webhook_generic_secret_file)?;
     config.webhook_max_body = args.webhook_max_body;
+    config.webhook_queue = args.webhook_queue as usize;
+    config.webhook_rate = args.webhook_rate;
     if let (Some(issuer), Some(client_id)) = (&args.oidc_issuer, &args.oidc_client_id) {
         config.oidc = Some(OidcConfig {
             issuer: issuer.clone(),

@@ -278,3 +278,33 @@ fn an_unconfigured_provider_is_refused() {
             .is_some_and(|m| m.contains("not configured"))
     );
 }
+
+#[test]
+fn a_full_queue_answers_503_and_queues_nothing() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    // Room for 5 requests, carried out one per second: a push matching 4 StageSets fits once.
+    let api = start(tmp.path(), &["--webhook-queue", "5", "--webhook-rate", "1"]);
+    let admin = api.admin();
+    let push = json!({"ref": "refs/heads/main", "repository": {"clone_url": "https://github.com/acme/app.git"}}).to_string();
+    let sig = format!("sha256={}", hmac_hex(b"gh-secret", push.as_bytes()));
+    let send = || {
+        api.send(
+            "POST",
+            "/api/webhook",
+            None,
+            &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &sig)],
+            push.as_bytes(),
+        )
+    };
+    assert_eq!(send().status, 202);
+    let full = send();
+    assert_eq!(full.status, 503, "{}", full.text);
+    assert_eq!(full.body["error"]["code"], 503);
+    // Only the first push's four requests are ever carried out.
+    std::thread::sleep(Duration::from_millis(4500));
+    let total: usize = ["shop/web", "shop/api", "shop-prod/web", "bank/ledger"]
+        .iter()
+        .map(|k| reconcile_events(&api, &admin, k).len())
+        .sum();
+    assert_eq!(total, 4);
+}

@@ -208,7 +208,8 @@ class Workloads(unittest.TestCase):
 class ChartMatchesBinary(unittest.TestCase):
     def test_every_controller_flag_the_chart_passes_exists(self):
         help_text = sluice("controller", "--help")
-        for values in ({}, {"webhook": {"enabled": True}, "gate": {"enabled": True}}):
+        for values in ({}, {"webhook": {"enabled": True}, "gate": {"enabled": True}},
+                       {"repoServer": {"tlsSecretName": "repo-tls"}}):
             objects = render(values)
             controller = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-controller")][0]
             args = controller["spec"]["template"]["spec"]["containers"][0]["args"]

@@ -56,10 +56,25 @@ pub struct Reconciler<'a, C: Cluster> {
     flux_specs: Mutex<HashMap<String, Vec<(String, SourceSpec)>>>,
     /// Counters and gauges for `/metrics`.
     pub metrics: std::sync::Arc<Metrics>,
+    /// Renders stages elsewhere (the repo server); `None`: in this process.
+    pub renderer: Option<std::sync::Arc<dyn StageRenderer>>,
 }
 
 /// How long a pinned revision is reused for other stages naming the same source.
 pub const PIN_TTL: Duration = Duration::from_secs(10);
+
+/// Renders a stage from its pinned source somewhere else (the repo server); without one the
+/// reconciler renders in this process.
+pub trait StageRenderer: Send + Sync + std::fmt::Debug {
+    /// The stage's objects, rendered from `source` exactly (no re-pinning).
+    fn render(
+        &self,
+        stage: &sluice_api::Stage,
+        source: &SourceSpec,
+        release_name: &str,
+        namespace: &str,
+    ) -> Result<Vec<Value>, String>;
+}
 
 /// What a stage step ended with.
 enum Step {
@@ -147,6 +162,7 @@ impl<'a, C: Cluster> Reconciler<'a, C> {
             pins: Mutex::new(HashMap::new()),
             flux_specs: Mutex::new(HashMap::new()),
             metrics: std::sync::Arc::default(),
+            renderer: None,
         }
     }
 
@@ -646,8 +662,10 @@ impl<'a, C: Cluster> Reconciler<'a, C> {
                 Some(o) => o,
                 None => {
                     let spec = self.spec_for(stage, namespace, &revision)?;
-                    let (objects, _) =
-                        render_stage(stage, &spec, &self.options, name, &default_ns)?;
+                    let objects = match &self.renderer {
+                        Some(remote) => remote.render(stage, &spec, name, &default_ns)?,
+                        None => render_stage(stage, &spec, &self.options, name, &default_ns)?.0,
+                    };
                     *self.renders.lock().unwrap_or_else(|e| e.into_inner()) += 1;
                     self.cache
                         .lock()

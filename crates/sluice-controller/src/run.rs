@@ -132,6 +132,8 @@ pub struct RunOptions {
     pub namespace: String,
     /// Where the loop records what it does (served on `/metrics` by the binary).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Renders stages elsewhere (the repo server); `None`: in this process.
+    pub renderer: Option<Arc<dyn crate::reconcile::StageRenderer>>,
 }
 
 /// Runs until `shutdown` completes.
@@ -149,6 +151,7 @@ pub async fn run(
     )));
     let mut reconciler = Reconciler::new(cluster, options.plan, &options.namespace, "");
     reconciler.metrics = options.metrics;
+    reconciler.renderer = options.renderer;
     let reporter = Reporter {
         controller: "sluice".into(),
         instance: std::env::var("POD_NAME").ok(),

@@ -203,6 +203,7 @@ fn the_control_loop_converges_from_a_watch_and_tears_down_on_delete() {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let metrics = std::sync::Arc::new(sluice_controller::metrics::Metrics::default());
     let options = RunOptions {
+        renderer: None,
         plan: w.options(),
         namespace: "sluice-system".into(),
         metrics: metrics.clone(),

@@ -397,6 +397,10 @@ impl Server {
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(|| async { "ok" }))
             .fallback(|| async { ApiError::NotFound("route".into()) })
+            .layer(middleware::from_fn_with_state(
+                self.clone(),
+                refuse_oversized,
+            ))
             .layer(middleware::from_fn(json_errors))
             .with_state(self.clone())
     }
@@ -611,6 +615,31 @@ async fn build_rbac(config: &ServerConfig, snapshot: &Snapshot) -> Result<Rbac, 
         }
     }
     Rbac::new(rules, config.default_role.clone()).await
+}
+
+/// Answers 413 from the declared `Content-Length` alone, before reading any of the body (the
+/// body limits still apply to bodies without a length).
+async fn refuse_oversized(State(server): State<Server>, request: Request, next: Next) -> Response {
+    let limit = if request.uri().path() == "/api/webhook" {
+        server.inner.config.webhook_max_body
+    } else {
+        MAX_API_BODY
+    };
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        let mut response = ApiError::TooLarge(limit).into_response();
+        // The unread body makes the connection unusable for another request.
+        response.headers_mut().insert(
+            header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+        return response;
+    }
+    next.run(request).await
 }
 
 /// Turns every error response without a JSON body (unknown route, wrong method, a
@@ -1822,6 +1851,7 @@ async fn render_for(
             .target_namespace
             .clone()
             .unwrap_or(namespace),
+        source: None,
     };
     let _permit = server
         .inner

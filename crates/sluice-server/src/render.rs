@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sluice_api::Stage;
+use sluice_source::SourceSpec;
 use sluice_stage::plan::{PlanOptions, pin_stage, render_stage};
 
 /// A render request (the repo server's API body).
@@ -18,6 +19,89 @@ pub struct RenderCall {
     pub namespace: String,
     /// Helm release name.
     pub release_name: String,
+    /// A source pinned by the caller (the controller pins once per run); without it the repo
+    /// server resolves and pins the stage's own source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<PinnedSource>,
+}
+
+/// A pinned source on the wire. Local directories are not accepted: a caller must not be able
+/// to make the repo server read its own file system.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum PinnedSource {
+    /// A Git repository at a commit.
+    Git {
+        /// Repository URL.
+        url: String,
+        /// Commit SHA (or ref).
+        reference: Option<String>,
+    },
+    /// An artifact and its digest.
+    Artifact {
+        /// `http(s)://` URL.
+        url: String,
+        /// `sha256:<hex>`.
+        digest: String,
+        /// The publisher's revision, if any.
+        revision: Option<String>,
+    },
+}
+
+impl PinnedSource {
+    /// The wire form of `spec`; local directories have none.
+    pub fn from_spec(spec: &SourceSpec) -> Result<Self, RenderError> {
+        match spec {
+            SourceSpec::Git { url, reference } => Ok(Self::Git {
+                url: url.clone(),
+                reference: reference.clone(),
+            }),
+            SourceSpec::Artifact {
+                url,
+                digest,
+                revision,
+            } => Ok(Self::Artifact {
+                url: url.clone(),
+                digest: digest.to_string(),
+                revision: revision.clone(),
+            }),
+            SourceSpec::Local(dir) => Err(RenderError::Stage(format!(
+                "local directory {} cannot be rendered by a repo server",
+                dir.display()
+            ))),
+        }
+    }
+
+    /// Back to a source spec (the digest checked).
+    pub fn to_spec(&self) -> Result<SourceSpec, RenderError> {
+        Ok(match self {
+            Self::Git { url, reference } => SourceSpec::Git {
+                url: url.clone(),
+                reference: reference.clone(),
+            },
+            Self::Artifact {
+                url,
+                digest,
+                revision,
+            } => SourceSpec::Artifact {
+                url: url.clone(),
+                digest: digest
+                    .parse()
+                    .map_err(|e| RenderError::Stage(format!("{e}")))?,
+                revision: revision.clone(),
+            },
+        })
+    }
+
+    /// The revision it stands for.
+    pub fn revision(&self) -> String {
+        match self {
+            Self::Git { reference, .. } => reference.clone().unwrap_or_default(),
+            Self::Artifact {
+                digest, revision, ..
+            } => revision.clone().unwrap_or_else(|| digest.clone()),
+        }
+    }
 }
 
 /// What a render produced.
@@ -141,20 +225,60 @@ impl Renderer {
     }
 }
 
-/// Pins and renders a stage with local tools (what the repo server itself runs).
+/// Pins (unless the caller did) and renders a stage with local tools (what the repo server
+/// itself runs).
 pub fn render_here(call: &RenderCall, options: &PlanOptions) -> Result<Rendered, RenderError> {
-    let pinned = pin_stage(&call.stage, &call.namespace, options).map_err(RenderError::Stage)?;
+    let (spec, revision) = match &call.source {
+        Some(source) => (source.to_spec()?, source.revision()),
+        None => {
+            let pinned =
+                pin_stage(&call.stage, &call.namespace, options).map_err(RenderError::Stage)?;
+            (pinned.spec, pinned.revision)
+        }
+    };
     let (objects, engine) = render_stage(
         &call.stage,
-        &pinned.spec,
+        &spec,
         options,
         &call.release_name,
         &call.namespace,
     )
     .map_err(RenderError::Stage)?;
+    tracing::info!(
+        stage = %call.stage.name,
+        namespace = %call.namespace,
+        revision = %revision,
+        objects = objects.len(),
+        "rendered"
+    );
     Ok(Rendered {
-        revision: pinned.revision,
+        revision,
         engine: engine.to_owned(),
         objects,
     })
+}
+
+/// The controller's renderer when a repo server renders for it.
+#[derive(Debug)]
+pub struct RemoteStageRenderer(pub Renderer);
+
+impl sluice_controller::reconcile::StageRenderer for RemoteStageRenderer {
+    fn render(
+        &self,
+        stage: &Stage,
+        source: &SourceSpec,
+        release_name: &str,
+        namespace: &str,
+    ) -> Result<Vec<Value>, String> {
+        let call = RenderCall {
+            stage: stage.clone(),
+            namespace: namespace.to_owned(),
+            release_name: release_name.to_owned(),
+            source: Some(PinnedSource::from_spec(source).map_err(|e| e.to_string())?),
+        };
+        self.0
+            .render(&call)
+            .map(|r| r.objects)
+            .map_err(|e| e.to_string())
+    }
 }

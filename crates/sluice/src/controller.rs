@@ -26,6 +26,9 @@ pub struct ControllerArgs {
     /// Tool locations and the sandbox (as for `sluice build`).
     #[command(flatten)]
     pub tools: crate::cli::ToolArgs,
+    /// Where stages are rendered (a repo server over mutual TLS, or in this process).
+    #[command(flatten)]
+    pub repo: crate::server::RepoServerClientArgs,
     /// Reconcile only while holding the `sluice-controller` Lease (run several replicas).
     #[arg(long)]
     pub leader_elect: bool,
@@ -54,6 +57,10 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
         Some(dir) => dir.clone(),
         None => crate::build::default_cache_dir()?,
     };
+    let renderer = args.repo.remote()?.map(|remote| {
+        std::sync::Arc::new(sluice_server::render::RemoteStageRenderer(remote))
+            as std::sync::Arc<dyn sluice_controller::reconcile::StageRenderer>
+    });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -131,6 +138,7 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
             },
             namespace: args.namespace,
             metrics,
+            renderer,
         };
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<bool>();
         tokio::spawn(async move {

@@ -101,6 +101,20 @@ pub struct ServerArgs {
     /// Reconcile requests from webhooks carried out per second at most.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
     pub webhook_rate: u32,
+    /// Where stages are rendered.
+    #[command(flatten)]
+    pub repo: RepoServerClientArgs,
+    /// Source cache for in-process rendering.
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Tool locations and the sandbox for in-process rendering.
+    #[command(flatten)]
+    pub tools: crate::cli::ToolArgs,
+}
+
+/// How to reach the repo server (shared by `server` and `controller`).
+#[derive(Debug, Clone, Args)]
+pub struct RepoServerClientArgs {
     /// Repo server URL, or `in-process` to render in this process.
     #[arg(long, default_value = "in-process")]
     pub repo_server: String,
@@ -113,12 +127,26 @@ pub struct ServerArgs {
     /// Key of --repo-server-client-cert.
     #[arg(long)]
     pub repo_server_client_key: Option<PathBuf>,
-    /// Source cache for in-process rendering.
-    #[arg(long)]
-    pub cache_dir: Option<PathBuf>,
-    /// Tool locations and the sandbox for in-process rendering.
-    #[command(flatten)]
-    pub tools: crate::cli::ToolArgs,
+}
+
+impl RepoServerClientArgs {
+    /// The repo server client; `None` for in-process rendering.
+    pub fn remote(&self) -> anyhow::Result<Option<Renderer>> {
+        if self.repo_server == "in-process" {
+            return Ok(None);
+        }
+        let (Some(ca), Some(cert), Some(key)) = (
+            &self.repo_server_ca,
+            &self.repo_server_client_cert,
+            &self.repo_server_client_key,
+        ) else {
+            anyhow::bail!(
+                "--repo-server {}: the repo server speaks mutual TLS; give --repo-server-ca, --repo-server-client-cert and --repo-server-client-key",
+                self.repo_server
+            );
+        };
+        Ok(Some(Renderer::remote(&self.repo_server, ca, cert, key)?))
+    }
 }
 
 /// `sluice repo-server`.
@@ -244,7 +272,9 @@ fn plan_options(
 /// Runs `sluice server` until SIGINT or SIGTERM.
 pub fn run_server(args: ServerArgs) -> anyhow::Result<ExitCode> {
     let address = crate::controller::listen_address(&args.listen)?;
-    let renderer = if args.repo_server == "in-process" {
+    let renderer = if let Some(remote) = args.repo.remote()? {
+        remote
+    } else {
         let sources = match (&args.sources, &args.local) {
             (Some(s), _) => Some(s.clone()),
             (None, Some(dir)) => {
@@ -258,18 +288,6 @@ pub fn run_server(args: ServerArgs) -> anyhow::Result<ExitCode> {
             sources,
             &args.tools,
         )?))
-    } else {
-        let (Some(ca), Some(cert), Some(key)) = (
-            &args.repo_server_ca,
-            &args.repo_server_client_cert,
-            &args.repo_server_client_key,
-        ) else {
-            anyhow::bail!(
-                "--repo-server {}: the repo server speaks mutual TLS; give --repo-server-ca, --repo-server-client-cert and --repo-server-client-key",
-                args.repo_server
-            );
-        };
-        Renderer::remote(&args.repo_server, ca, cert, key)?
     };
     let mut config = ServerConfig::new(renderer);
     config.session_ttl = Duration::from_millis(

@@ -241,3 +241,100 @@ fn cluster_mode_reads_and_writes_through_the_kubernetes_api() {
     assert_eq!(api.get("/api/v1/session/userinfo", &admin).status, 401);
     api.login("admin", "a much better one");
 }
+
+#[test]
+fn the_controller_renders_through_the_repo_server() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let repo = tmp.path().join("repo");
+    std::fs::create_dir_all(repo.join("app")).expect("mkdir");
+    std::fs::write(
+        repo.join("app/cm.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {mode: remote}\n",
+    )
+    .expect("write");
+    sluice_testkit::commit_all(&repo, "app");
+    let kube = TestApi::start().expect("test API server");
+    kube.allow(
+        "system:serviceaccount:shop:deployer",
+        &["*"],
+        "*",
+        Some("shop"),
+    );
+    let config = kubeconfig(tmp.path(), &kube.url);
+    let pki = pki(tmp.path(), "repo");
+    let repo_cache = tmp.path().join("repo-cache");
+    let repo_server = crate::harness::Process::start(
+        &[
+            "repo-server",
+            "--tls-cert",
+            pki.server_cert.to_str().expect("utf-8"),
+            "--tls-key",
+            pki.server_key.to_str().expect("utf-8"),
+            "--client-ca",
+            pki.ca.to_str().expect("utf-8"),
+            "--cache-dir",
+            repo_cache.to_str().expect("utf-8"),
+        ],
+        "sluice repo-server listening",
+    );
+    let url = format!("https://localhost:{}", repo_server.addr.port());
+    let controller_args = |with_certs: bool| {
+        let mut command = std::process::Command::new(crate::harness::sluice_bin());
+        command
+            .args([
+                "controller",
+                "--metrics-addr",
+                "127.0.0.1:0",
+                "--namespace",
+                "sluice-system",
+                "--cache-dir",
+            ])
+            .arg(tmp.path().join("controller-cache"))
+            .args(["--repo-server", &url])
+            .env("KUBECONFIG", &config)
+            .env_remove("KUBERNETES_SERVICE_HOST");
+        if with_certs {
+            command
+                .arg("--repo-server-ca")
+                .arg(&pki.ca)
+                .arg("--repo-server-client-cert")
+                .arg(&pki.client_cert)
+                .arg("--repo-server-client-key")
+                .arg(&pki.client_key);
+        }
+        command
+    };
+    // Without a client certificate the controller refuses to start.
+    let out = controller_args(false).output().expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--repo-server-ca"));
+
+    let mut controller = controller_args(true)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("controller");
+    apply(
+        &kube,
+        &json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "StageSet",
+        "metadata": {"name": "app", "namespace": "shop"},
+        "spec": {"serviceAccountName": "deployer", "stages": [
+            {"name": "app", "source": {"git": {"url": format!("file://{}", repo.display()), "ref": "main"}}, "path": "app"}]}}),
+    );
+    wait_until("the ConfigMap the repo server rendered", || {
+        kube.peek("v1", "ConfigMap", Some("shop"), "settings")
+            .is_some_and(|cm| cm["data"]["mode"] == "remote")
+    });
+    let _ = controller.kill();
+    let _ = controller.wait();
+    // The repo server did the render, at the commit the controller pinned.
+    let head = sluice_testkit::git(&repo, &["rev-parse", "HEAD"]);
+    assert!(
+        repo_server
+            .logs()
+            .lines()
+            .any(|l| l.contains("\"message\":\"rendered\"") && l.contains(head.trim())),
+        "no render at {head} in the repo server's log:\n{}",
+        repo_server.logs()
+    );
+}

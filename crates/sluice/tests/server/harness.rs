@@ -199,6 +199,8 @@ pub struct Reply {
 /// The API server under test.
 pub struct Api {
     pub process: Process,
+    /// The CA that signed the server's certificate.
+    pub ca: PathBuf,
     pub agent: ureq::Agent,
     pub base: String,
     pub dir: PathBuf,
@@ -225,6 +227,7 @@ impl Api {
         Self {
             process,
             agent: agent(Some(&pki.ca), None),
+            ca: pki.ca.clone(),
             base,
             dir: dir.to_path_buf(),
         }
@@ -254,6 +257,7 @@ impl Api {
         Self {
             process,
             agent: agent(Some(&pki.ca), None),
+            ca: pki.ca.clone(),
             base,
             dir: PathBuf::new(),
         }
@@ -291,6 +295,54 @@ impl Api {
         let text = response.body_mut().read_to_string().unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
         Reply { status, body, text }
+    }
+
+    /// Sends only a request head over TLS and reads the answer: for limits that must be
+    /// enforced before the body is read (a client still writing a refused body would see its
+    /// connection reset instead of the answer).
+    pub fn head_only(&self, ca: &Path, head: &str) -> String {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        use std::io::{Read, Write};
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(ca).expect("ca") {
+            roots.add(cert.expect("cert")).expect("add");
+        }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let conn =
+            rustls::ClientConnection::new(Arc::new(config), "localhost".try_into().expect("name"))
+                .expect("tls");
+        let sock = std::net::TcpStream::connect(self.process.addr).expect("connect");
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let mut tls = rustls::StreamOwned::new(conn, sock);
+        tls.write_all(head.as_bytes()).expect("write head");
+        tls.flush().expect("flush");
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        // Read until the server closes or the JSON body is complete.
+        loop {
+            match tls.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    answer.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&answer);
+                    if let Some((_, body)) = text.split_once("\r\n\r\n")
+                        && serde_json::from_str::<Value>(body).is_ok()
+                    {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        String::from_utf8_lossy(&answer).into_owned()
     }
 
     pub fn get(&self, path: &str, token: &str) -> Reply {

@@ -199,6 +199,13 @@ fn malformed_unknown_and_oversized_webhooks_get_4xx() {
     let r = api.send("POST", "/api/webhook", None, &[("X-Something", "x")], b"{}");
     assert_eq!(r.status, 400, "{}", r.text);
     // Oversized (checked before the signature: the body is never buffered past the cap).
+    let answer = api.head_only(
+        &api.ca,
+        "POST /api/webhook HTTP/1.1\r\nHost: localhost\r\nX-GitHub-Event: push\r\nX-Hub-Signature-256: sha256=00\r\nContent-Length: 8192\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("\"code\":413"), "{answer}");
+    // A body without a declared length is cut at the limit too (chunked, streamed).
     let big = vec![b' '; 8192];
     let r = api.send(
         "POST",
@@ -207,6 +214,7 @@ fn malformed_unknown_and_oversized_webhooks_get_4xx() {
         &[
             ("X-GitHub-Event", "push"),
             ("X-Hub-Signature-256", &signed(&big)),
+            ("Transfer-Encoding", "chunked"),
         ],
         &big,
     );

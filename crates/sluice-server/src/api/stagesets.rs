@@ -22,13 +22,22 @@ pub(super) fn stageset_json(stageset: &sluice_api::StageSet) -> Value {
     value
 }
 
-/// `https://user:secret@host/x` → `https://host/x`; anything unparsable is masked whole.
+/// `https://user:secret@host/x?sig=abc` → `https://host/x?sig=++++++++`; anything unparsable
+/// is masked whole.
 pub(super) fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut parsed) => {
             if !parsed.username().is_empty() || parsed.password().is_some() {
                 let _ = parsed.set_username("");
                 let _ = parsed.set_password(None);
+            }
+            // Query strings carry signatures and tokens (pre-signed URLs): keep the keys only.
+            if parsed.query().is_some() {
+                let keys: Vec<String> = parsed.query_pairs().map(|(k, _)| k.into_owned()).collect();
+                parsed
+                    .query_pairs_mut()
+                    .clear()
+                    .extend_pairs(keys.iter().map(|k| (k.as_str(), crate::redact::MASK)));
             }
             parsed.to_string()
         }
@@ -397,4 +406,27 @@ pub(super) async fn get_events(
         .store
         .events(&format!("stagesets/{}", entry.key));
     Ok(axum::Json(json!({"items": items})).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn urls_lose_their_secrets() {
+        assert_eq!(
+            redact_url("https://bot:t0ken@git.example.com/org/app.git"),
+            "https://git.example.com/org/app.git"
+        );
+        let signed = redact_url("https://bucket.example.com/a.tgz?X-Amz-Signature=s3cr3t&v=1");
+        assert!(
+            !signed.contains("s3cr3t") && signed.contains("X-Amz-Signature="),
+            "{signed}"
+        );
+        assert_eq!(
+            redact_url("git@github.com:org/app.git"),
+            "git@github.com:org/app.git"
+        );
+        assert_eq!(redact_url("https://[::1"), crate::redact::MASK);
+    }
 }

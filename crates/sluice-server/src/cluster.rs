@@ -304,6 +304,23 @@ pub async fn watch(client: kube::Client, store: Arc<Store>) {
     )
     .default_backoff()
     .for_each(mark(Arc::clone(&dirty)));
+    // Ready once StageSets and Projects were listed in full (Flux may not be installed, so its
+    // sources are not waited for).
+    let synced = Arc::new(AtomicBool::new(false));
+    let sync = {
+        let (s, p, synced, dirty) = (
+            stagesets.clone(),
+            projects.clone(),
+            Arc::clone(&synced),
+            Arc::clone(&dirty),
+        );
+        async move {
+            let _ = s.wait_until_ready().await;
+            let _ = p.wait_until_ready().await;
+            synced.store(true, Ordering::Release);
+            dirty.store(true, Ordering::Release);
+        }
+    };
     let publish = async {
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         loop {
@@ -311,6 +328,7 @@ pub async fn watch(client: kube::Client, store: Arc<Store>) {
             if !dirty.swap(false, Ordering::AcqRel) {
                 continue;
             }
+            let complete = synced.load(Ordering::Acquire);
             let snapshot = Snapshot::new(
                 stagesets.state().iter().map(|s| (**s).clone()).collect(),
                 projects.state().iter().map(|p| (**p).clone()).collect(),
@@ -327,12 +345,18 @@ pub async fn watch(client: kube::Client, store: Arc<Store>) {
                 Vec::new(),
             );
             match snapshot {
-                Ok(snapshot) => store.publish(snapshot),
+                Ok(snapshot) => {
+                    store.publish(snapshot);
+                    if complete && !store.is_ready() {
+                        store.mark_ready();
+                        tracing::info!("StageSets and Projects listed; ready");
+                    }
+                }
                 Err(e) => tracing::warn!(error = %e, "cluster snapshot refused"),
             }
         }
     };
-    tokio::join!(s, p, g, publish);
+    tokio::join!(s, p, g, sync, publish);
 }
 
 /// The Project name of a Project object.

@@ -162,6 +162,8 @@ pub struct Store {
     events: Mutex<EventLog>,
     /// Where the files came from, in local mode.
     pub dir: Option<PathBuf>,
+    /// Whether the snapshot is complete (cluster mode: after the first full list).
+    ready: std::sync::atomic::AtomicBool,
 }
 
 impl Store {
@@ -169,6 +171,7 @@ impl Store {
     pub fn new(snapshot: Snapshot, dir: Option<PathBuf>) -> Self {
         Self {
             snapshot: RwLock::new(Arc::new(snapshot)),
+            ready: std::sync::atomic::AtomicBool::new(dir.is_some()),
             events: Mutex::new((HashMap::new(), VecDeque::new())),
             dir,
         }
@@ -222,6 +225,16 @@ impl Store {
             .read()
             .map(|s| Arc::clone(&s))
             .unwrap_or_default()
+    }
+
+    /// Whether the snapshot is complete; until then lists would be wrong, not just short.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Marks the snapshot complete.
+    pub fn mark_ready(&self) {
+        self.ready.store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// Replaces the snapshot (cluster mode: after the watchers saw changes).

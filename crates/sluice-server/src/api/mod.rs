@@ -405,7 +405,7 @@ impl Server {
             .merge(webhook)
             .route("/api/openapi.json", get(openapi))
             .route("/healthz", get(|| async { "ok" }))
-            .route("/readyz", get(|| async { "ok" }))
+            .route("/readyz", get(readyz))
             .fallback(|| async { ApiError::NotFound("route".into()) })
             .layer(middleware::from_fn_with_state(
                 self.clone(),
@@ -625,6 +625,16 @@ async fn build_rbac(config: &ServerConfig, snapshot: &Snapshot) -> Result<Rbac, 
         }
     }
     Rbac::new(rules, config.default_role.clone()).await
+}
+
+/// Ready once the served objects are complete (cluster mode: after the first full list).
+async fn readyz(State(server): State<Server>) -> Response {
+    if server.inner.store.is_ready() {
+        "ok".into_response()
+    } else {
+        ApiError::Unavailable("StageSets and Projects are still being listed".into())
+            .into_response()
+    }
 }
 
 /// Answers 413 from the declared `Content-Length` alone, before reading any of the body (the

@@ -130,13 +130,17 @@ fn cluster_mode_reads_and_writes_through_the_kubernetes_api() {
     );
     let admin = api.login("admin", &password);
 
-    // The watchers fill the snapshot.
-    wait_until("the StageSets", || {
+    // Ready only once StageSets and Projects were listed in full.
+    wait_until("/readyz", || {
+        api.send("GET", "/readyz", None, &[], b"").status == 200
+    });
+    assert_eq!(
         api.get("/api/v1/stagesets", &admin).body["items"]
             .as_array()
-            .map(Vec::len)
-            == Some(4)
-    });
+            .map(Vec::len),
+        Some(4)
+    );
+    assert_eq!(api.get("/api/v1/projects/shop", &admin).status, 200);
 
     // Reconcile: an annotation through the API and a Kubernetes Event naming the actor.
     let r = api.post(
@@ -222,6 +226,9 @@ fn cluster_mode_reads_and_writes_through_the_kubernetes_api() {
 
     // A restart keeps accounts, keys and sessions (the state is in the Secret).
     let api = Api::start_cluster(&config, &pki, &extra);
+    wait_until("/readyz", || {
+        api.send("GET", "/readyz", None, &[], b"").status == 200
+    });
     assert_eq!(api.get("/api/v1/session/userinfo", &admin).status, 200);
     assert_eq!(initial_password(&kube).as_deref(), Some(password.as_str()));
     let change = api.send(

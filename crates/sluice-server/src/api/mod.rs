@@ -164,6 +164,8 @@ struct Inner {
     oidc: Option<OidcVerifier>,
     /// Visible StageSet positions per caller: (snapshot generation, positions).
     visible: Mutex<HashMap<String, VisibleCache>>,
+    /// Recent renders for the manifests and diff endpoints.
+    rendered: RenderCache,
     webhook_queue: tokio::sync::mpsc::Sender<(String, String)>,
     dummy_hash: String,
 }
@@ -329,6 +331,7 @@ impl Server {
                 state_writer: tokio::sync::Mutex::new(()),
                 backend,
                 visible: Mutex::new(HashMap::new()),
+                rendered: RenderCache::default(),
                 webhook_queue: tx,
                 dummy_hash,
                 config,

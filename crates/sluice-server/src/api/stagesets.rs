@@ -215,14 +215,29 @@ pub(super) async fn render_for(
             .unwrap_or(namespace),
         source: None,
     };
+    // Renders (and the fetch that pins them) are the expensive part of the API: one render
+    // per stage definition serves every reader for RENDER_TTL.
+    let key = format!(
+        "{}\u{1f}{}\u{1f}{}",
+        call.namespace,
+        call.release_name,
+        serde_json::to_string(&call.stage).unwrap_or_default()
+    );
+    if let Some(hit) = server.inner.rendered.get(&key) {
+        return Ok(hit);
+    }
     let _permit = server
         .inner
         .renders
         .acquire()
         .await
         .map_err(|_| ApiError::Unavailable("shutting down".into()))?;
+    // Another request may have rendered it while this one waited.
+    if let Some(hit) = server.inner.rendered.get(&key) {
+        return Ok(hit);
+    }
     let s = server.clone();
-    tokio::task::spawn_blocking(move || s.inner.config.renderer.render(&call))
+    let rendered = tokio::task::spawn_blocking(move || s.inner.config.renderer.render(&call))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .map_err(|e| match e {
@@ -230,7 +245,48 @@ pub(super) async fn render_for(
                 ApiError::Conflict(format!("stage {stage_name} does not render: {message}"))
             }
             other => ApiError::Unavailable(other.to_string()),
-        })
+        })?;
+    server.inner.rendered.put(key, rendered.clone());
+    Ok(rendered)
+}
+
+/// Recent renders, each kept for [`RENDER_TTL`], at most [`RENDER_CACHE`] of them.
+#[derive(Debug, Default)]
+pub(super) struct RenderCache {
+    entries: Mutex<HashMap<String, (std::time::Instant, crate::render::Rendered)>>,
+}
+
+/// How long a render is served again (the controller shares pins for as long).
+const RENDER_TTL: Duration = Duration::from_secs(10);
+/// Renders kept at most.
+const RENDER_CACHE: usize = 256;
+
+impl RenderCache {
+    fn get(&self, key: &str) -> Option<crate::render::Rendered> {
+        let entries = self.entries.lock().ok()?;
+        entries
+            .get(key)
+            .filter(|(at, _)| at.elapsed() < RENDER_TTL)
+            .map(|(_, r)| r.clone())
+    }
+
+    fn put(&self, key: String, rendered: crate::render::Rendered) {
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
+        if entries.len() >= RENDER_CACHE {
+            entries.retain(|_, (at, _)| at.elapsed() < RENDER_TTL);
+            if entries.len() >= RENDER_CACHE
+                && let Some(oldest) = entries
+                    .iter()
+                    .min_by_key(|(_, (at, _))| *at)
+                    .map(|(k, _)| k.clone())
+            {
+                entries.remove(&oldest);
+            }
+        }
+        entries.insert(key, (std::time::Instant::now(), rendered));
+    }
 }
 
 pub(super) async fn get_manifests(

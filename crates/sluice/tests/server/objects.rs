@@ -83,6 +83,12 @@ fn secrets_never_leave_the_server() {
     bodies.push(unreachable.text);
 
     let logs = api.process.logs();
+    // The manifests and the diff came from one render (renders are cached for a few seconds).
+    let renders = logs
+        .lines()
+        .filter(|l| l.contains("\"message\":\"rendered\"") && l.contains("\"stage\":\"app\""))
+        .count();
+    assert_eq!(renders, 1, "{logs}");
     for value in planted {
         for body in &bodies {
             assert!(!body.contains(value), "{value} in a response: {body}");

@@ -123,7 +123,7 @@ impl ServerState {
                 password_hash: Some(admin_password_hash),
                 capabilities: vec![Capability::Login],
                 enabled: true,
-                generation: 0,
+                generation: fresh_generation(),
                 password_changed_at: None,
                 api_keys: Vec::new(),
             },
@@ -140,6 +140,15 @@ impl ServerState {
     pub fn prune_revoked(&mut self, now: i64) {
         self.revoked.retain(|_, exp| *exp >= now);
     }
+}
+
+/// A generation no earlier account of the same name can have had: the creation time in
+/// microseconds (tokens carry the generation they were issued in).
+pub fn fresh_generation() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(1)
 }
 
 /// A state file on disk.

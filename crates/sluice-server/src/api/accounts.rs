@@ -40,7 +40,9 @@ pub(super) async fn login(
     let _permit = inner.logins.try_acquire().map_err(|_| {
         ApiError::TooManyRequests("too many logins in progress; retry shortly".into())
     })?;
-    let (hash, usable) = {
+    // The generation is read with the hash: a password change racing this login makes the
+    // token it issues invalid, instead of minting a valid token from the old password.
+    let (hash, usable, generation) = {
         let state = inner
             .state
             .read()
@@ -49,9 +51,10 @@ pub(super) async fn login(
             Some(a) if a.password_hash.is_some() => (
                 a.password_hash.clone().unwrap_or_default(),
                 a.enabled && a.can(Capability::Login),
+                a.generation,
             ),
             // Unknown users cost one bcrypt check too: timing must not tell them apart.
-            _ => (inner.dummy_hash.clone(), false),
+            _ => (inner.dummy_hash.clone(), false, 0),
         }
     };
     let password = body.password;
@@ -87,17 +90,7 @@ pub(super) async fn login(
         ));
     }
     inner.failures.succeed(&username);
-    let generation = {
-        let state = inner
-            .state
-            .read()
-            .map_err(|_| ApiError::Internal("lock".into()))?;
-        state
-            .accounts
-            .get(&username)
-            .map(|a| a.generation)
-            .unwrap_or_default()
-    };
+
     let mut claims = Claims::new(
         username.clone(),
         TokenKind::Session,
@@ -386,7 +379,9 @@ pub(super) async fn create_account(
         password_hash: hash,
         capabilities,
         enabled: body.enabled.unwrap_or(true),
-        generation: 0,
+        // Never 0 again after a delete: tokens of an earlier account with this name must not
+        // come back to life.
+        generation: crate::state::fresh_generation(),
         password_changed_at: None,
         api_keys: Vec::new(),
     };

@@ -444,8 +444,44 @@ impl Server {
                 .ok()
                 .flatten()
                 .ok_or(TokenError::Malformed)??;
+                // An identity provider must not be able to speak for a local account or a
+                // built-in name: a user or group called `admin`, `role:admin` or `proj:…`
+                // would otherwise inherit its grants.
+                let reserved = |name: &str| {
+                    name.starts_with("role:")
+                        || name.starts_with("proj:")
+                        || self
+                            .inner
+                            .state
+                            .read()
+                            .map(|s| s.accounts.contains_key(name))
+                            .unwrap_or(true)
+                };
+                if identity.subject.trim().is_empty()
+                    || identity.subject.chars().any(char::is_control)
+                    || reserved(&identity.subject)
+                {
+                    tracing::warn!(
+                        security = 3,
+                        CWE = 290,
+                        subject = %identity.subject.escape_debug(),
+                        "OIDC token refused: its subject names a local account or a built-in role"
+                    );
+                    return Err(TokenError::Issuer);
+                }
                 let mut subjects = vec![identity.subject.clone()];
-                subjects.extend(identity.groups);
+                for group in identity.groups {
+                    if reserved(&group) {
+                        tracing::warn!(
+                            security = 3,
+                            CWE = 290,
+                            group = %group.escape_debug(),
+                            "OIDC group ignored: it names a local account or a built-in role"
+                        );
+                    } else {
+                        subjects.push(group);
+                    }
+                }
                 Ok(Caller {
                     name: identity.subject,
                     subjects,

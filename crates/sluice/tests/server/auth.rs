@@ -226,13 +226,14 @@ fn token_attacks_are_refused() {
     let (_tmp, api) = start();
     let good = api.admin();
     let key = api.signing_key();
+    let generation = api.generation("admin");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("time")
         .as_secs() as i64;
     let claims = |iat: i64, nbf: i64, exp: i64| {
         json!({"iss": "sluice", "sub": "admin", "iat": iat, "nbf": nbf, "exp": exp,
-               "jti": format!("forged-{iat}-{nbf}"), "kind": "session", "generation": 0})
+               "jti": format!("forged-{iat}-{nbf}"), "kind": "session", "generation": generation})
     };
     // Control: a token minted with the real key and sane times is accepted, so the refusals
     // below are about what each one changes.
@@ -390,4 +391,25 @@ fn api_keys_live_and_die_with_their_account() {
         assert_eq!(r.status, 400, "{bad}: {}", r.text);
     }
     assert!(api.process.logs().contains("\"action\":\"create-token\""));
+
+    // A deleted account's tokens stay dead when an account of the same name is created again.
+    let temp = json!({"name": "temp", "capabilities": ["login"], "password": "temp-password"});
+    assert_eq!(
+        api.post("/api/v1/accounts", Some(&admin), &temp).status,
+        201
+    );
+    let old = api.login("temp", "temp-password");
+    assert_eq!(
+        api.send("DELETE", "/api/v1/accounts/temp", Some(&admin), &[], b"")
+            .status,
+        204
+    );
+    assert_eq!(api.get("/api/v1/session/userinfo", &old).status, 401);
+    assert_eq!(
+        api.post("/api/v1/accounts", Some(&admin), &temp).status,
+        201
+    );
+    assert_eq!(api.get("/api/v1/session/userinfo", &old).status, 401);
+    let new = api.login("temp", "temp-password");
+    assert_eq!(api.get("/api/v1/session/userinfo", &new).status, 200);
 }

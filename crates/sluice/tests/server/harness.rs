@@ -377,6 +377,17 @@ impl Api {
         self.login("admin", &self.initial_password())
     }
 
+    /// An account's current generation, from the state file.
+    pub fn generation(&self, account: &str) -> u64 {
+        let state: Value = serde_json::from_slice(
+            &std::fs::read(self.dir.join("sluice-server-state.json")).expect("state"),
+        )
+        .expect("state json");
+        state["accounts"][account]["generation"]
+            .as_u64()
+            .expect("generation")
+    }
+
     /// The server's signing key from its state file (to forge tokens the way an attacker who
     /// guessed nothing cannot, e.g. already-expired ones).
     pub fn signing_key(&self) -> Vec<u8> {

@@ -137,7 +137,8 @@ fn id_tokens_are_verified_against_the_issuers_keys() {
     );
     let claims = |iss: &str, aud: &str, nbf: i64, exp: i64| {
         json!({"iss": iss, "aud": aud, "sub": "u-123", "email": "dana@example.com",
-               "groups": ["shop-ci", "staff"], "iat": now(), "nbf": nbf, "exp": exp})
+               "groups": ["shop-ci", "staff", "admin", "role:admin", "proj:bank:ops"],
+               "iat": now(), "nbf": nbf, "exp": exp})
     };
     let k1 = EncodingKey::from_ec_pem(first.pem.as_bytes()).expect("ec key");
     let good = id_token(
@@ -149,7 +150,11 @@ fn id_tokens_are_verified_against_the_issuers_keys() {
     let me = api.get("/api/v1/session/userinfo", &good);
     assert_eq!(me.status, 200, "{}", me.text);
     assert_eq!(me.body["username"], "dana@example.com");
+    // Groups that name a local account or a built-in role are dropped: the provider cannot
+    // grant `admin`.
     assert_eq!(me.body["groups"], json!(["shop-ci", "staff"]));
+    assert_eq!(api.get("/api/v1/accounts", &good).body["items"], json!([]));
+    assert!(api.process.logged(3, Some(290), "OIDC group ignored"));
     // The groups claim feeds RBAC: shop-ci is bound to project shop's ci role.
     let list = api.get("/api/v1/stagesets", &good);
     assert_eq!(
@@ -234,6 +239,15 @@ fn id_tokens_are_verified_against_the_issuers_keys() {
         (
             "unknown key id",
             id_token(Algorithm::ES256, "k9", &k1, &fine),
+        ),
+        (
+            "a subject naming the local admin",
+            id_token(
+                Algorithm::ES256,
+                "k1",
+                &k1,
+                &json!({"iss": issuer, "aud": AUDIENCE, "sub": "admin", "iat": now(), "exp": now() + 600}),
+            ),
         ),
     ];
     for (name, token) in &cases {

@@ -33,6 +33,14 @@ pub enum StoreError {
     /// Two objects with one name.
     #[error("{0} is defined twice")]
     Duplicate(String),
+    /// A file cannot be read or is not YAML.
+    #[error("{path}: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
     /// The directory is missing.
     #[error("{0}: not a directory")]
     NotADirectory(PathBuf),
@@ -186,16 +194,28 @@ impl Store {
         let mut flux_sources = Vec::new();
         let mut live = Vec::new();
         let live_dir = dir.join("live");
+        let sources_dir = dir.join("sources");
         for file in sluice_stage::plan::yaml_files(dir) {
             if file.file_name().is_some_and(|n| {
                 n == crate::state::STATE_FILE || n.to_string_lossy().starts_with('.')
             }) {
                 continue;
             }
-            let Ok(text) = std::fs::read_to_string(&file) else {
-                continue;
-            };
+            let text = std::fs::read_to_string(&file).map_err(|e| StoreError::File {
+                path: file.clone(),
+                message: e.to_string(),
+            })?;
             let docs = sluice_manifest::parse_documents(&text, &Default::default());
+            // Stand-in source trees may hold templates that are not YAML yet; anything else
+            // that does not parse would silently lose its StageSets.
+            if let Err(e) = &docs
+                && !file.starts_with(&sources_dir)
+            {
+                return Err(StoreError::File {
+                    path: file.clone(),
+                    message: e.to_string(),
+                });
+            }
             if file.starts_with(&live_dir) {
                 live.extend(docs.into_iter().flatten().filter(Value::is_object));
                 continue;

@@ -369,3 +369,25 @@ fn rbac_can_answers_offline() {
     assert_ne!(code, Some(0));
     assert!(err.contains("unknown action"), "{err}");
 }
+
+#[test]
+fn a_broken_yaml_file_stops_the_local_server_naming_it() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("local");
+    fixture(&dir);
+    std::fs::write(dir.join("broken.yaml"), "kind: StageSet\nspec: [unclosed\n").expect("w");
+    let out = Command::new(sluice_bin())
+        .args([
+            "server",
+            "--local",
+            dir.to_str().expect("utf-8"),
+            "--insecure",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("broken.yaml"), "{err}");
+}

@@ -14,7 +14,6 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
-use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 use sluice_api::{Project, StageSet};
 use sluice_controller::cluster::{Cluster, ObjectKey};
@@ -261,11 +260,6 @@ impl ClusterBackend {
     }
 }
 
-/// A reference for events on the StageSet `namespace/name`.
-pub fn stageset_reference(stageset: &StageSet) -> ObjectReference {
-    stageset.object_ref(&())
-}
-
 /// Watches StageSets, Projects and Flux GitRepositories and republishes the store's snapshot
 /// after changes (coalesced every 200 ms). Runs until the process stops.
 pub async fn watch(client: kube::Client, store: Arc<Store>) {
@@ -357,9 +351,4 @@ pub async fn watch(client: kube::Client, store: Arc<Store>) {
         }
     };
     tokio::join!(s, p, g, sync, publish);
-}
-
-/// The Project name of a Project object.
-pub fn project_name(project: &Project) -> String {
-    project.name_any()
 }

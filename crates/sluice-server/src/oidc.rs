@@ -64,8 +64,8 @@ pub struct OidcVerifier {
 #[derive(Debug, thiserror::Error)]
 pub enum OidcError {
     /// The CA file is unusable.
-    #[error("--oidc-ca-file {0}: {1}")]
-    CaFile(PathBuf, String),
+    #[error("--oidc-ca-file: {0}")]
+    CaFile(#[from] crate::tls::TlsError),
     /// Fetching discovery or keys failed.
     #[error("fetching {url}: {message}")]
     Fetch {
@@ -79,20 +79,10 @@ pub enum OidcError {
 impl OidcVerifier {
     /// A verifier; nothing is fetched until the first token arrives.
     pub fn new(config: OidcConfig) -> Result<Self, OidcError> {
-        use ureq::tls::{PemItem, RootCerts, TlsConfig};
+        use ureq::tls::{RootCerts, TlsConfig};
         let mut tls = TlsConfig::builder();
         if let Some(ca) = &config.ca_file {
-            let pem =
-                std::fs::read(ca).map_err(|e| OidcError::CaFile(ca.clone(), e.to_string()))?;
-            let certs: Vec<_> = ureq::tls::parse_pem(&pem)
-                .filter_map(|item| match item {
-                    Ok(PemItem::Certificate(c)) => Some(c),
-                    _ => None,
-                })
-                .collect();
-            if certs.is_empty() {
-                return Err(OidcError::CaFile(ca.clone(), "no PEM certificate".into()));
-            }
+            let certs = crate::tls::ureq_certs(ca)?;
             tls = tls.root_certs(RootCerts::Specific(Arc::new(certs)));
         }
         let agent = ureq::Agent::config_builder()

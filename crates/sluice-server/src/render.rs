@@ -147,34 +147,10 @@ pub enum Renderer {
 impl Renderer {
     /// A client of the repo server at `url`, trusting `ca` and presenting `cert`/`key`.
     pub fn remote(url: &str, ca: &Path, cert: &Path, key: &Path) -> Result<Self, RenderError> {
-        use ureq::tls::{ClientCert, PemItem, RootCerts, TlsConfig};
-        let read = |path: &Path| -> Result<Vec<u8>, RenderError> {
-            std::fs::read(path)
-                .map_err(|e| RenderError::RepoServer(format!("{}: {e}", path.display())))
-        };
-        let roots: Vec<_> = ureq::tls::parse_pem(&read(ca)?)
-            .filter_map(|i| match i {
-                Ok(PemItem::Certificate(c)) => Some(c),
-                _ => None,
-            })
-            .collect();
-        let chain: Vec<_> = ureq::tls::parse_pem(&read(cert)?)
-            .filter_map(|i| match i {
-                Ok(PemItem::Certificate(c)) => Some(c),
-                _ => None,
-            })
-            .collect();
-        let private = ureq::tls::parse_pem(&read(key)?)
-            .find_map(|i| match i {
-                Ok(PemItem::PrivateKey(k)) => Some(k),
-                _ => None,
-            })
-            .ok_or_else(|| RenderError::RepoServer(format!("{}: no private key", key.display())))?;
-        if roots.is_empty() || chain.is_empty() {
-            return Err(RenderError::RepoServer(
-                "the CA and client certificate files must hold PEM certificates".into(),
-            ));
-        }
+        use ureq::tls::{ClientCert, RootCerts, TlsConfig};
+        let roots = crate::tls::ureq_certs(ca)?;
+        let chain = crate::tls::ureq_certs(cert)?;
+        let private = crate::tls::ureq_key(key)?;
         let tls = TlsConfig::builder()
             .root_certs(RootCerts::Specific(std::sync::Arc::new(roots)))
             .client_cert(Some(ClientCert::new_with_certs(&chain, private)))

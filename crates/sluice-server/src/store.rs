@@ -109,7 +109,12 @@ impl Snapshot {
 
     /// The StageSet `namespace/name`.
     pub fn get(&self, key: &str) -> Option<&Entry> {
-        self.index.get(key).map(|&i| &self.stagesets[i])
+        self.position(key).map(|i| &self.stagesets[i])
+    }
+
+    /// Where the StageSet `namespace/name` is in [`Snapshot::stagesets`].
+    pub fn position(&self, key: &str) -> Option<usize> {
+        self.index.get(key).copied()
     }
 
     /// Position of the first StageSet whose key is after `key`.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls::{RootCertStore, ServerConfig};
 
 /// The lowest TLS version accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -157,20 +157,28 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
-/// A client configuration trusting `ca` and, for mutual TLS, presenting `identity`.
-pub fn client_config(ca: &Path, identity: Option<Identity>) -> Result<ClientConfig, TlsError> {
-    let mut roots = RootCertStore::empty();
-    for cert in read_certs(ca)? {
-        roots.add(cert).map_err(|e| pem_err(ca, e))?;
+/// The certificates of a PEM file, for the ureq clients (JWKS, repo server); at least one.
+pub fn ureq_certs(path: &Path) -> Result<Vec<ureq::tls::Certificate<'static>>, TlsError> {
+    let pem = std::fs::read(path).map_err(|e| pem_err(path, e))?;
+    let certs: Vec<_> = ureq::tls::parse_pem(&pem)
+        .filter_map(|item| match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+            _ => None,
+        })
+        .collect();
+    if certs.is_empty() {
+        return Err(pem_err(path, "no PEM certificate in it"));
     }
-    let builder = ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(versions(MinVersion::Tls12))
-        .map_err(|e| TlsError::Config(e.to_string()))?
-        .with_root_certificates(roots);
-    match identity {
-        Some(id) => builder
-            .with_client_auth_cert(id.certs, id.key)
-            .map_err(|e| TlsError::Config(e.to_string())),
-        None => Ok(builder.with_no_client_auth()),
-    }
+    Ok(certs)
+}
+
+/// The private key of a PEM file, for the ureq clients.
+pub fn ureq_key(path: &Path) -> Result<ureq::tls::PrivateKey<'static>, TlsError> {
+    let pem = std::fs::read(path).map_err(|e| pem_err(path, e))?;
+    ureq::tls::parse_pem(&pem)
+        .find_map(|item| match item {
+            Ok(ureq::tls::PemItem::PrivateKey(k)) => Some(k),
+            _ => None,
+        })
+        .ok_or_else(|| pem_err(path, "no PEM private key in it"))
 }

@@ -33,20 +33,11 @@ pub(super) async fn login(
         )));
     }
     let inner = &server.inner;
-    let delay = inner.failures.delay(&username);
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
-    }
-    let _permit = inner.logins.try_acquire().map_err(|_| {
-        ApiError::TooManyRequests("too many logins in progress; retry shortly".into())
-    })?;
+    let _permit = server.password_check_slot(&username).await?;
     // The generation is read with the hash: a password change racing this login makes the
     // token it issues invalid, instead of minting a valid token from the old password.
     let (hash, usable, generation) = {
-        let state = inner
-            .state
-            .read()
-            .map_err(|_| ApiError::Internal("lock".into()))?;
+        let state = server.state()?;
         match state.accounts.get(&username) {
             Some(a) if a.password_hash.is_some() => (
                 a.password_hash.clone().unwrap_or_default(),
@@ -165,11 +156,7 @@ pub(super) async fn own_account(
     auth: Auth,
 ) -> Result<Response, ApiError> {
     let name = local_account(&auth)?;
-    let state = server
-        .inner
-        .state
-        .read()
-        .map_err(|_| ApiError::Internal("lock".into()))?;
+    let state = server.state()?;
     let account = state
         .accounts
         .get(&name)
@@ -205,18 +192,9 @@ pub(super) async fn change_password(
     }
     check_new_password(&body.new_password)?;
     let inner = &server.inner;
-    let delay = inner.failures.delay(&name);
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
-    }
-    let _permit = inner.logins.try_acquire().map_err(|_| {
-        ApiError::TooManyRequests("too many password checks in progress; retry shortly".into())
-    })?;
+    let _permit = server.password_check_slot(&name).await?;
     let hash = {
-        let state = inner
-            .state
-            .read()
-            .map_err(|_| ApiError::Internal("lock".into()))?;
+        let state = server.state()?;
         state
             .accounts
             .get(&name)
@@ -278,11 +256,7 @@ pub(super) async fn list_accounts(
     State(server): State<Server>,
     auth: Auth,
 ) -> Result<Response, ApiError> {
-    let state = server
-        .inner
-        .state
-        .read()
-        .map_err(|_| ApiError::Internal("lock".into()))?;
+    let state = server.state()?;
     let items: Vec<Value> = state
         .accounts
         .iter()
@@ -311,11 +285,7 @@ pub(super) async fn get_account(
     UrlPath(name): UrlPath<String>,
 ) -> Result<Response, ApiError> {
     visible_account(&server, &auth, &name)?;
-    let state = server
-        .inner
-        .state
-        .read()
-        .map_err(|_| ApiError::Internal("lock".into()))?;
+    let state = server.state()?;
     let account = state
         .accounts
         .get(&name)
@@ -497,6 +467,27 @@ pub(super) struct TokenRequest {
     pub(super) expires_in: Option<Value>,
 }
 
+impl TokenRequest {
+    /// The request of a token endpoint; an empty body asks for a token without expiry.
+    pub(super) fn parse(body: &[u8]) -> Result<Self, ApiError> {
+        if body.is_empty() {
+            return Ok(Self::default());
+        }
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::BadRequest(format!("invalid request body: {e}")))
+    }
+}
+
+/// 201 with a freshly signed token: `{id, token, expiresAt}`.
+pub(super) fn token_created(server: &Server, claims: &Claims, ttl: Option<i64>) -> Response {
+    let token = server.inner.signer.sign(claims);
+    (
+        StatusCode::CREATED,
+        axum::Json(json!({"id": claims.jti, "token": token, "expiresAt": ttl.map(|_| rfc3339(claims.exp))})),
+    )
+        .into_response()
+}
+
 /// Seconds from `expiresIn` (a number of seconds or a duration string); `None`: no expiry.
 pub(super) fn expires_in(value: Option<&Value>) -> Result<Option<i64>, ApiError> {
     let bad = || {
@@ -533,12 +524,7 @@ pub(super) async fn create_api_key(
     UrlPath(name): UrlPath<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let request: TokenRequest = if body.is_empty() {
-        TokenRequest::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::BadRequest(format!("invalid request body: {e}")))?
-    };
+    let request = TokenRequest::parse(&body)?;
     visible_account(&server, &auth, &name)?;
     require(&server, &auth, "accounts", "update", &name)?;
     let ttl = expires_in(request.expires_in.as_ref())?;
@@ -566,13 +552,8 @@ pub(super) async fn create_api_key(
             Ok(claims)
         })
         .await?;
-    let token = server.inner.signer.sign(&claims);
     ok_audit(&auth, "create-token", "accounts", &name);
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(json!({"id": claims.jti, "token": token, "expiresAt": ttl.map(|_| rfc3339(claims.exp))})),
-    )
-        .into_response())
+    Ok(token_created(&server, &claims, ttl))
 }
 
 pub(super) async fn list_api_keys(
@@ -581,11 +562,7 @@ pub(super) async fn list_api_keys(
     UrlPath(name): UrlPath<String>,
 ) -> Result<Response, ApiError> {
     visible_account(&server, &auth, &name)?;
-    let state = server
-        .inner
-        .state
-        .read()
-        .map_err(|_| ApiError::Internal("lock".into()))?;
+    let state = server.state()?;
     let items: Vec<Value> = state
         .accounts
         .get(&name)

@@ -575,6 +575,29 @@ impl Server {
             .can(&caller.subjects, resource, action, object)
     }
 
+    /// The current state, for reading.
+    fn state(&self) -> Result<std::sync::RwLockReadGuard<'_, ServerState>, ApiError> {
+        self.inner
+            .state
+            .read()
+            .map_err(|_| ApiError::Internal("state lock poisoned".into()))
+    }
+
+    /// Waits out `name`'s brute-force delay, then takes one of the bounded password-check
+    /// slots (429 when none is free).
+    async fn password_check_slot(
+        &self,
+        name: &str,
+    ) -> Result<tokio::sync::SemaphorePermit<'_>, ApiError> {
+        let delay = self.inner.failures.delay(name);
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        self.inner.logins.try_acquire().map_err(|_| {
+            ApiError::TooManyRequests("too many password checks in progress; retry shortly".into())
+        })
+    }
+
     async fn save_state(&self, state: &ServerState) -> Result<(), ApiError> {
         match &self.inner.backend {
             Backend::Local { state_file, .. } => state_file

@@ -80,12 +80,7 @@ pub(super) async fn create_project_token(
     UrlPath((project, role)): UrlPath<(String, String)>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let request: TokenRequest = if body.is_empty() {
-        TokenRequest::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::BadRequest(format!("invalid request body: {e}")))?
-    };
+    let request = TokenRequest::parse(&body)?;
     let p = visible_project(&server, &auth, &project)?;
     require(&server, &auth, "projects", "update", &project)?;
     if !p.spec.roles.iter().any(|r| r.name == role) {
@@ -117,7 +112,6 @@ pub(super) async fn create_project_token(
             Ok(())
         })
         .await?;
-    let token = server.inner.signer.sign(&claims);
     event(
         &server,
         &format!("projects/{project}"),
@@ -132,11 +126,7 @@ pub(super) async fn create_project_token(
     .await;
     publish_project_tokens(&server, &project).await;
     ok_audit(&auth, "create-token", "projects", &project);
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(json!({"id": claims.jti, "token": token, "expiresAt": ttl.map(|_| rfc3339(claims.exp))})),
-    )
-        .into_response())
+    Ok(token_created(&server, &claims, ttl))
 }
 
 pub(super) async fn delete_project_token(

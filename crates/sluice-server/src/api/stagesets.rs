@@ -126,12 +126,36 @@ pub(super) fn visible_stageset(
     auth: &Auth,
     namespace: &str,
     name: &str,
-) -> Result<crate::store::Entry, ApiError> {
+) -> Result<VisibleStageSet, ApiError> {
     let snapshot = server.inner.store.snapshot();
     let key = format!("{namespace}/{name}");
-    match snapshot.get(&key) {
-        Some(e) if server.allowed(&auth.caller, "stagesets", "get", &e.object) => Ok(e.clone()),
+    match snapshot.position(&key) {
+        Some(index)
+            if server.allowed(
+                &auth.caller,
+                "stagesets",
+                "get",
+                &snapshot.stagesets[index].object,
+            ) =>
+        {
+            Ok(VisibleStageSet { snapshot, index })
+        }
         _ => Err(ApiError::NotFound(format!("stageset {key}"))),
+    }
+}
+
+/// A StageSet the caller may see, borrowed from the snapshot it was found in (no copy on the
+/// read path).
+pub(super) struct VisibleStageSet {
+    snapshot: std::sync::Arc<Snapshot>,
+    index: usize,
+}
+
+impl std::ops::Deref for VisibleStageSet {
+    type Target = crate::store::Entry;
+
+    fn deref(&self) -> &Self::Target {
+        &self.snapshot.stagesets[self.index]
     }
 }
 
@@ -140,14 +164,8 @@ pub(super) async fn get_stageset(
     auth: Auth,
     UrlPath((namespace, name)): UrlPath<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let snapshot = server.inner.store.snapshot();
-    let key = format!("{namespace}/{name}");
-    match snapshot.get(&key) {
-        Some(e) if server.allowed(&auth.caller, "stagesets", "get", &e.object) => {
-            Ok(axum::Json(stageset_json(&e.stageset)).into_response())
-        }
-        _ => Err(ApiError::NotFound(format!("stageset {key}"))),
-    }
+    let entry = visible_stageset(&server, &auth, &namespace, &name)?;
+    Ok(axum::Json(stageset_json(&entry.stageset)).into_response())
 }
 
 pub(super) async fn get_stages(

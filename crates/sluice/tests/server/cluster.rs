@@ -270,20 +270,7 @@ fn the_controller_renders_through_the_repo_server() {
     let config = kubeconfig(tmp.path(), &kube.url);
     let pki = pki(tmp.path(), "repo");
     let repo_cache = tmp.path().join("repo-cache");
-    let repo_server = crate::harness::Process::start(
-        &[
-            "repo-server",
-            "--tls-cert",
-            pki.server_cert.to_str().expect("utf-8"),
-            "--tls-key",
-            pki.server_key.to_str().expect("utf-8"),
-            "--client-ca",
-            pki.ca.to_str().expect("utf-8"),
-            "--cache-dir",
-            repo_cache.to_str().expect("utf-8"),
-        ],
-        "sluice repo-server listening",
-    );
+    let repo_server = crate::harness::repo_server(&pki, None, &repo_cache);
     let url = format!("https://localhost:{}", repo_server.addr.port());
     let controller_args = |with_certs: bool| {
         let mut command = std::process::Command::new(crate::harness::sluice_bin());

@@ -188,6 +188,26 @@ impl Drop for Process {
     }
 }
 
+/// Starts `sluice repo-server` with mutual TLS from `pki`, caching in `cache`, with `sources`
+/// as its stand-in sources if given.
+pub fn repo_server(pki: &Pki, sources: Option<&Path>, cache: &Path) -> Process {
+    let mut args = vec![
+        "repo-server",
+        "--tls-cert",
+        pki.server_cert.to_str().expect("utf-8"),
+        "--tls-key",
+        pki.server_key.to_str().expect("utf-8"),
+        "--client-ca",
+        pki.ca.to_str().expect("utf-8"),
+        "--cache-dir",
+        cache.to_str().expect("utf-8"),
+    ];
+    if let Some(sources) = sources {
+        args.extend_from_slice(&["--sources", sources.to_str().expect("utf-8")]);
+    }
+    Process::start(&args, "sluice repo-server listening")
+}
+
 /// A response: status and JSON body (Null when empty).
 #[derive(Debug)]
 pub struct Reply {
@@ -209,20 +229,35 @@ pub struct Api {
 impl Api {
     /// Starts `sluice server --local dir` over TLS with `pki`'s server certificate.
     pub fn start(dir: &Path, pki: &Pki, extra: &[&str]) -> Self {
-        let dir_s = dir.to_str().expect("utf-8");
-        let mut args = vec![
-            "server",
-            "--local",
-            dir_s,
+        let mode = ["--local", dir.to_str().expect("utf-8")];
+        Self::launch(&mode, &[], pki, extra, dir)
+    }
+
+    /// Starts `sluice server` in cluster mode against the API server in `kubeconfig`.
+    pub fn start_cluster(kubeconfig: &Path, pki: &Pki, extra: &[&str]) -> Self {
+        let env = [("KUBECONFIG", kubeconfig.to_str().expect("utf-8"))];
+        Self::launch(
+            &["--namespace", "sluice-system"],
+            &env,
+            pki,
+            extra,
+            Path::new(""),
+        )
+    }
+
+    fn launch(mode: &[&str], env: &[(&str, &str)], pki: &Pki, extra: &[&str], dir: &Path) -> Self {
+        let mut args = vec!["server"];
+        args.extend_from_slice(mode);
+        args.extend_from_slice(&[
             "--bcrypt-cost",
             "4",
             "--tls-cert",
             pki.server_cert.to_str().expect("utf-8"),
             "--tls-key",
             pki.server_key.to_str().expect("utf-8"),
-        ];
+        ]);
         args.extend_from_slice(extra);
-        let process = Process::start(&args, "sluice server listening");
+        let process = Process::start_env(&args, env, "sluice server listening");
         let base = format!("https://localhost:{}", process.addr.port());
         Self {
             process,
@@ -230,36 +265,6 @@ impl Api {
             ca: pki.ca.clone(),
             base,
             dir: dir.to_path_buf(),
-        }
-    }
-
-    /// Starts `sluice server` in cluster mode against the API server in `kubeconfig`.
-    pub fn start_cluster(kubeconfig: &Path, pki: &Pki, extra: &[&str]) -> Self {
-        let mut args = vec![
-            "server",
-            "--namespace",
-            "sluice-system",
-            "--bcrypt-cost",
-            "4",
-            "--tls-cert",
-            pki.server_cert.to_str().expect("utf-8"),
-            "--tls-key",
-            pki.server_key.to_str().expect("utf-8"),
-        ];
-        args.extend_from_slice(extra);
-        let kubeconfig = kubeconfig.to_str().expect("utf-8");
-        let process = Process::start_env(
-            &args,
-            &[("KUBECONFIG", kubeconfig)],
-            "sluice server listening",
-        );
-        let base = format!("https://localhost:{}", process.addr.port());
-        Self {
-            process,
-            agent: agent(Some(&pki.ca), None),
-            ca: pki.ca.clone(),
-            base,
-            dir: PathBuf::new(),
         }
     }
 

@@ -153,23 +153,7 @@ fn plain_http_only_when_asked() {
 }
 
 fn repo_server(tmp: &Path, pki: &Pki) -> Process {
-    let sources = tmp.join("local/sources");
-    Process::start(
-        &[
-            "repo-server",
-            "--tls-cert",
-            pki.server_cert.to_str().expect("utf-8"),
-            "--tls-key",
-            pki.server_key.to_str().expect("utf-8"),
-            "--client-ca",
-            pki.ca.to_str().expect("utf-8"),
-            "--sources",
-            sources.to_str().expect("utf-8"),
-            "--cache-dir",
-            tmp.join("cache").to_str().expect("utf-8"),
-        ],
-        "sluice repo-server listening",
-    )
+    crate::harness::repo_server(pki, Some(&tmp.join("local/sources")), &tmp.join("cache"))
 }
 
 #[test]
